@@ -1,0 +1,108 @@
+"""What runs inside Ray Data tasks and actors: one stage applied to one Arrow batch.
+
+``StageTask`` applies an operator, checks it kept the row count, splits filter/dedup rejects off to
+``OUTPUT/_rejected/NN-stage/`` (one file per batch, named by the batch's content so a retried task
+overwrites rather than duplicates), and reports the batch's counts to the run's ``Ledger`` actor.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators import DETAIL, REASON, Operator
+from pipelines.io import write_table_atomic
+
+
+def batch_fingerprint(batch: pa.Table) -> str:
+    """A stable name for a batch: the hash of its ids (the same rows give the same name on a retry)."""
+    digest = hashlib.blake2b(digest_size=12)
+    for chunk in batch["id"].chunks:
+        for value in chunk.to_pylist():
+            digest.update(value.encode("utf-8") if value is not None else b"\x00")
+            digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+class Ledger:
+    """A Ray actor (created by the runner) that sums per-stage counts reported by every batch.
+
+    Entries are keyed by (stage, batch fingerprint), so a task that Ray retries is not counted twice.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[int, str], dict[str, float]] = {}
+
+    def record(self, stage: int, fingerprint: str, counts: dict[str, float]) -> None:
+        self.entries[(stage, fingerprint)] = counts
+
+    def totals(self) -> dict[int, dict[str, Any]]:
+        totals: dict[int, dict[str, Any]] = {}
+        for (stage, _), counts in self.entries.items():
+            into = totals.setdefault(stage, {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0,
+                                             "bytes_out": 0, "seconds": 0.0, "batches": 0, "reasons": {}})
+            for key in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out", "seconds"):
+                into[key] += counts[key]
+            into["batches"] += 1
+            for reason, n in counts["reasons"].items():
+                into["reasons"][reason] = into["reasons"].get(reason, 0) + n
+        return totals
+
+
+@dataclass
+class StageTask:
+    """Callable given to ``Dataset.map_batches`` for one stage (a plain task, or built in an actor)."""
+
+    index: int
+    name: str
+    op: Operator
+    rejected_dir: str | None  # where this stage's rejects go; None for map stages
+    ledger: Any               # ray.actor.ActorHandle of a Ledger
+    annotate_only: bool = False  # dedup: the batch arrives with ``keep_id``; annotate instead of calling op
+
+    def __post_init__(self) -> None:
+        if self.op.stateful:
+            self.op.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import ray
+
+        started = time.perf_counter()
+        rows_in, bytes_in = batch.num_rows, batch.nbytes
+        fingerprint = batch_fingerprint(batch)
+        if self.annotate_only:
+            keep_id = batch["keep_id"]
+            batch = self.op.annotate(batch.drop_columns(["keep_id", "_dedup_key"]), keep_id)
+        else:
+            batch = self.op(batch)
+        if batch.num_rows != rows_in:
+            raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} returned {batch.num_rows} "
+                               f"rows for {rows_in}; operators must annotate rejects, not drop rows")
+        reasons: dict[str, int] = {}
+        if REASON in batch.column_names:
+            batch, rejected = self._split(batch, fingerprint)
+            if rejected.num_rows:
+                reasons = {r["values"]: r["counts"] for r in pc.value_counts(rejected["reason"]).to_pylist()}
+        counts = {"rows_in": rows_in, "rows_out": batch.num_rows, "rows_rejected": rows_in - batch.num_rows,
+                  "bytes_in": bytes_in, "bytes_out": batch.nbytes, "seconds": time.perf_counter() - started,
+                  "reasons": reasons}
+        ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
+        return batch
+
+    def _split(self, batch: pa.Table, fingerprint: str) -> tuple[pa.Table, pa.Table]:
+        """Kept rows (without annotation columns) and rejected rows (written to the rejects directory)."""
+        rejected_mask = pc.is_valid(batch[REASON])
+        kept = batch.filter(pc.invert(rejected_mask)).drop_columns([REASON, DETAIL])
+        rejected = batch.filter(rejected_mask)
+        if rejected.num_rows:
+            rejected = (rejected.rename_columns([{REASON: "reason", DETAIL: "detail"}.get(c, c)
+                                                 for c in rejected.column_names])
+                        .append_column("stage", pa.array([self.name] * rejected.num_rows, pa.string())))
+            assert self.rejected_dir is not None
+            write_table_atomic(rejected, Path(self.rejected_dir) / f"part-{fingerprint}.parquet")
+        return kept, rejected

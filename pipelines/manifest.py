@@ -1,0 +1,82 @@
+"""The run manifest (``OUTPUT/_manifest.json``): per-stage configs, config hashes, counts, bytes and
+seconds; library versions; start and end. Also the accounting check that every run ends with."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import AccountingError
+from pipelines.io import parquet_rows
+
+MANIFEST = "_manifest.json"
+LIBRARIES = ("distillery", "ray", "pyarrow", "polars", "datasketch", "numpy", "torch", "transformers")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def chain_hashes(source_config: dict, fingerprint: list, stage_configs: list[dict]) -> list[str]:
+    """One hash per stage covering the input files (path, size, mtime) and every config up to it,
+    so a stage's saved output is reused only if nothing upstream of it changed."""
+    digest = hashlib.sha256(json.dumps([source_config, fingerprint], sort_keys=True, default=str).encode())
+    hashes = []
+    for config in stage_configs:
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        hashes.append(digest.copy().hexdigest()[:16])
+    return hashes
+
+
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    path = output / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def check_accounting(stages: list[dict], input_rows: int, output_rows: int, rejected_dir: Path) -> dict[str, int]:
+    """Raise ``AccountingError`` unless rows balance everywhere, from three independent sources:
+    the ledger's per-batch counts, the input files' footers, and the rows found in the written files.
+
+    * each stage: rows_in == rows_out + rows_rejected
+    * stage i's rows_out == stage i+1's rows_in; the first stage's rows_in == rows in the input files
+    * the last stage's rows_out == rows in the output files
+    * each stage's rows_rejected == rows in its ``_rejected/`` files
+    """
+    problems = []
+    expected_in = input_rows
+    for stage in stages:
+        name = stage["name"]
+        if stage["rows_in"] != expected_in:
+            problems.append(f"stage {name!r} received {stage['rows_in']} rows but {expected_in} were sent to it")
+        if stage["rows_in"] != stage["rows_out"] + stage["rows_rejected"]:
+            problems.append(f"stage {name!r}: {stage['rows_in']} in != {stage['rows_out']} out + "
+                            f"{stage['rows_rejected']} rejected")
+        on_disk = parquet_rows(rejected_dir / stage["rejected_dir"])[1] if stage.get("rejected_dir") else 0
+        if on_disk != stage["rows_rejected"]:
+            problems.append(f"stage {name!r}: {stage['rows_rejected']} rows rejected but {on_disk} in its rejects files")
+        expected_in = stage["rows_out"]
+    if expected_in != output_rows:
+        problems.append(f"the last stage kept {expected_in} rows but the output files hold {output_rows}")
+    if problems:
+        raise AccountingError("rows were lost or duplicated: " + "; ".join(problems))
+    rejected = sum(s["rows_rejected"] for s in stages)
+    return {"rows_in": input_rows, "rows_out": output_rows, "rows_rejected": rejected, "balanced": True}

@@ -1,0 +1,208 @@
+"""The runner: turns a ``Pipeline`` into a Ray Data plan, executes it, and writes the run's outputs.
+
+    OUTPUT/*.parquet                  kept rows (staged under .staging-RUN/, moved in at the end)
+    OUTPUT/_rejected/NN-stage/        rejected rows with all their columns + stage, reason, detail
+    OUTPUT/_checkpoints/NN-stage/     the output of a global stage that is not last (resume point)
+    OUTPUT/_manifest.json             written last: per-stage counts, configs, hashes; versions; times
+
+Map and filter stages stream through ``map_batches`` on Arrow batches (stateful operators in actor
+pools). A dedup stage is the one place the data is materialised: rows get a key, a narrow
+(key, id[, score]) table is grouped to choose the kept id per key, and the rows are joined back to it.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipelines.dsl import Pipeline, Stage
+from pipelines.errors import DistilleryError
+from pipelines.execute import Ledger, StageTask
+from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
+from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now,
+                                read_manifest)
+from pipelines.session import RayOptions, ray_session
+
+CHECKPOINTS, REJECTED, SUCCESS = "_checkpoints", "_rejected", "_SUCCESS.json"
+
+
+def stage_config(stage: Stage) -> dict[str, Any]:
+    return {"name": stage.name, "kind": stage.kind, **stage.op.config()}
+
+
+def stage_dirname(index: int, stage: Stage) -> str:
+    return f"{index:02d}-{stage.name}"
+
+
+def check_output_location(output: Path, input_files: list[str]) -> None:
+    """Refuse to overwrite a directory Distillery did not write, or to write inside the input."""
+    resolved = output.resolve()
+    for f in input_files:
+        if resolved == Path(f).resolve().parent or resolved in Path(f).resolve().parents:
+            raise DistilleryError(f"{output}: the output directory contains input file {f}; choose another output")
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / MANIFEST).exists()
+                                                   and not (output / CHECKPOINTS).exists())):
+        raise DistilleryError(f"{output}: exists and is not a Distillery output; choose a new or empty directory")
+
+
+def _apply_stage(ds, index: int, stage: Stage, rejected_dir: Path, ledger, num_partitions: int):
+    op, res = stage.op, stage.op.resources
+    task_args = dict(index=index, name=stage.name, op=op, ledger=ledger,
+                     rejected_dir=str(rejected_dir / stage_dirname(index, stage)) if stage.kind != "map" else None)
+    if stage.kind == "dedup":
+        def add_key(batch):
+            return batch.append_column("_dedup_key", op.keys(batch))
+
+        def choose(group):
+            return op.choose(group).rename_columns(["_dedup_key", "keep_id"])
+
+        keyed = ds.map_batches(add_key, batch_format="pyarrow", batch_size=res.batch_size).materialize()
+        narrow_columns = ["_dedup_key", "id", *([op.score_column] if op.score_column else [])]
+        narrow = keyed.select_columns(narrow_columns).rename_columns({"_dedup_key": "key"})
+        winners = narrow.groupby("key", num_partitions=num_partitions).map_groups(choose, batch_format="pyarrow")
+        joined = keyed.join(winners, join_type="inner", num_partitions=num_partitions, on=("_dedup_key",))
+        return joined.map_batches(StageTask(**task_args, annotate_only=True), batch_format="pyarrow",
+                                  batch_size=res.batch_size)
+    if op.stateful:
+        return ds.map_batches(StageTask, fn_constructor_kwargs=task_args, batch_format="pyarrow",
+                              batch_size=res.batch_size, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                              concurrency=res.concurrency or 1)
+    return ds.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size,
+                          num_cpus=res.num_cpus)
+
+
+def _latest_checkpoint(output: Path, stages: list[Stage], hashes: list[str]) -> tuple[int, dict] | None:
+    """The last stage whose checkpoint was completed with today's config hash, and its saved record."""
+    for index in range(len(stages) - 1, -1, -1):
+        success = read_manifest_file(output / CHECKPOINTS / stage_dirname(index, stages[index]) / SUCCESS)
+        if success and success.get("config_hash") == hashes[index]:
+            return index, success
+    return None
+
+
+def read_manifest_file(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dict], start: int,
+                   previous: list[dict]) -> list[dict]:
+    records = list(previous[:start])
+    for index in range(start, len(stages)):
+        stage = stages[index]
+        counts = totals.get(index, {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0,
+                                    "bytes_out": 0, "seconds": 0.0, "batches": 0, "reasons": {}})
+        records.append({"index": index, "name": stage.name, "kind": stage.kind, "config": stage.op.config(),
+                        "config_hash": hashes[index], "skipped": False,
+                        "rejected_dir": stage_dirname(index, stage) if stage.kind != "map" else None,
+                        **{k: counts[k] for k in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out")},
+                        "seconds": round(counts["seconds"], 3), "batches": counts["batches"],
+                        "reject_reasons": dict(sorted(counts["reasons"].items()))})
+    return records
+
+
+def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | None = None, resume: bool = False,
+                 num_cpus: int | None = None, verbose: bool = False, num_partitions: int = 8) -> dict[str, Any]:
+    """Run ``pipeline`` and return its manifest. See the module docstring for what is written where."""
+    if pipeline.source is None:
+        raise DistilleryError(f"pipeline {pipeline.name!r}: call read_parquet(...) before running it")
+    target = output or pipeline.output
+    if not target:
+        raise DistilleryError(f"pipeline {pipeline.name!r}: no output; call write_parquet(...) or pass --output")
+    out = Path(target)
+    started_at, started = now(), time.perf_counter()
+    source = pipeline.source
+    inputs = validate_inputs(source.path, list(source.columns) if source.columns else None)
+    check_output_location(out, inputs.files)
+    stages = pipeline.planned_stages()
+    hashes = chain_hashes(source.config(), inputs.fingerprint, [stage_config(s) for s in stages])
+    previous_manifest = read_manifest(out) if resume else None
+
+    if (previous_manifest and previous_manifest.get("status") == "complete"
+            and [s["config_hash"] for s in previous_manifest["stages"]] == hashes):
+        records = [{**s, "skipped": True} for s in previous_manifest["stages"]]
+        return _finish(out, pipeline, inputs, records, started_at, started, previous_manifest["ray"], resumed=True)
+
+    checkpoint = _latest_checkpoint(out, stages, hashes) if resume else None
+    start = checkpoint[0] + 1 if checkpoint else 0
+    previous = [{**s, "skipped": True} for s in checkpoint[1]["stages"]] if checkpoint else []
+    _clear(out, stages, start)
+    staging = out / f".staging-{uuid.uuid4().hex[:12]}"
+
+    import ray
+    import ray.data
+
+    with ray_session(address, RayOptions(num_cpus=num_cpus, verbose=verbose)) as where:
+        ledger = ray.remote(Ledger).options(num_cpus=0).remote()
+        if checkpoint:
+            ds = ray.data.read_parquet(str(out / CHECKPOINTS / stage_dirname(checkpoint[0], stages[checkpoint[0]])))
+        else:
+            ds = ray.data.read_parquet(inputs.files, columns=list(source.columns) if source.columns else None,
+                                       override_num_blocks=source.num_blocks)
+        for index in range(start, len(stages)):
+            ds = _apply_stage(ds, index, stages[index], out / REJECTED, ledger, num_partitions)
+            if stages[index].kind == "dedup" and index < len(stages) - 1:
+                ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
+        ds.write_parquet(str(staging))
+        totals = ray.get(ledger.totals.remote())
+        ray.kill(ledger)
+    records = _stage_records(stages, hashes, totals, start, previous)
+    _commit(staging, out)
+    return _finish(out, pipeline, inputs, records, started_at, started, {"address": where}, resumed=bool(checkpoint))
+
+
+def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], index: int, ledger, start: int,
+                      previous: list[dict]):
+    import ray
+    import ray.data
+
+    final = out / CHECKPOINTS / stage_dirname(index, stages[index])
+    staging = final.with_name(f".staging-{final.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    ds.write_parquet(str(staging))
+    records = _stage_records(stages[: index + 1], hashes, ray.get(ledger.totals.remote()), start, previous)
+    write_json_atomic({"config_hash": hashes[index], "stages": records, "finished_at": now()}, staging / SUCCESS)
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return ray.data.read_parquet(str(final))
+
+
+def _clear(out: Path, stages: list[Stage], start: int) -> None:
+    """Remove rejects and checkpoints of the stages about to run (earlier ones are being reused)."""
+    for index in range(start, len(stages)):
+        for parent in (REJECTED, CHECKPOINTS):
+            shutil.rmtree(out / parent / stage_dirname(index, stages[index]), ignore_errors=True)
+    for leftover in out.glob(".staging-*") if out.exists() else []:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Replace the previous output's data files with the staged ones (the manifest follows last)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    for old in out.glob("*.parquet"):
+        old.unlink()
+    for new in sorted(staging.glob("*.parquet")) if staging.exists() else []:
+        new.rename(out / new.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finish(out: Path, pipeline: Pipeline, inputs, records: list[dict], started_at: str, started: float,
+            ray_info: dict, resumed: bool) -> dict[str, Any]:
+    files, rows, size = parquet_rows(out)
+    accounting = check_accounting(records, inputs.rows, rows, out / REJECTED)
+    manifest = {
+        "pipeline": pipeline.name, "status": "complete", "resumed": resumed,
+        "started_at": started_at, "finished_at": now(), "seconds": round(time.perf_counter() - started, 3),
+        "input": {"path": pipeline.source.path, "files": len(inputs.files), "rows": inputs.rows, "bytes": inputs.bytes},
+        "output": {"path": str(out), "files": files, "rows": rows, "bytes": size},
+        "accounting": accounting, "stages": records, "ray": ray_info, "versions": library_versions(),
+    }
+    write_json_atomic(manifest, out / MANIFEST)
+    return manifest
