@@ -81,8 +81,11 @@ def ray_session(address: str | None = None, options: RayOptions = RayOptions()) 
         ray.init(num_cpus=options.num_cpus, object_store_memory=options.object_store_bytes,
                  include_dashboard=False, _node_ip_address=LOOPBACK, logging_level=logging_level,
                  log_to_driver=options.verbose)
+    show_progress = options.verbose or os.isatty(2)
+    if not options.verbose:  # Ray Data's INFO lines (and its note that bars are off) are noise for users
+        logging.getLogger("ray.data").setLevel(logging.INFO if show_progress else logging.ERROR)
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = options.verbose or os.isatty(2)
+    context.enable_progress_bars = show_progress
     context.print_on_execution_start = options.verbose
     try:
         yield redact_address(address)

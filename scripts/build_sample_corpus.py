@@ -5,7 +5,7 @@ The corpus is made only from Debian-packaged text already on the machine (man pa
 It deliberately keeps real-world noise (repeated licence texts, boilerplate, exact
 duplicates, one-line documents) so the dedup and filter stages have work to do.
 
-Output: Parquet files (zstd) with columns ``id``, ``text``, ``source`` plus SOURCES.md
+Output: Parquet files (zstd) with columns ``id``, ``text``, ``source`` ; the notes on sources and licences go beside the folder, in ``OUT/../SOURCES.md``
 (origin packages, versions and licences).  Deterministic: sorted walks and a fixed seed.
 
 Run (as root on Debian bookworm):
@@ -234,8 +234,8 @@ def write_sources(out: Path, domains: dict[str, list[Doc]], pkgs: dict[str, str]
         counts = Counter(d.package for d in items)
         lines += [f"| {p} | {pkgs.get(p, '?')} | {n} | {licence_summary(p).replace('|', '/')} |"
                   for p, n in sorted(counts.items())]
-    (out / ".SOURCES.md.tmp").write_text("\n".join(lines) + "\n")
-    os.replace(out / ".SOURCES.md.tmp", out / "SOURCES.md")
+    (out.parent / ".SOURCES.md.tmp").write_text("\n".join(lines) + "\n")
+    os.replace(out.parent / ".SOURCES.md.tmp", out.parent / "SOURCES.md")
 
 
 def write_parquet(out: Path, rows: list[Doc], num_files: int) -> None:

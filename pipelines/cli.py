@@ -1,0 +1,126 @@
+"""The ``distillery`` command line: run, submit, jobs, inspect.
+
+User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
+exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from operators import ParameterError
+from pipelines.errors import DistilleryError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distillery", description="LLM training-data pipelines on Ray.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline file on Ray (embedded local Ray by default)")
+    run.add_argument("pipeline", help="a Python file that defines a Pipeline")
+    run.add_argument("--output", help="output directory (overrides the pipeline's write_parquet)")
+    run.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else embedded local Ray)")
+    run.add_argument("--resume", action="store_true", help="reuse stages whose outputs exist with the same config")
+    run.add_argument("--num-cpus", type=int, help="CPU cap for the embedded local Ray")
+    run.add_argument("--verbose", action="store_true", help="Ray's logs and progress bars")
+
+    submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
+    submit.add_argument("pipeline")
+    submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
+    submit.add_argument("--output", help="output directory as seen from the cluster")
+    submit.add_argument("--resume", action="store_true")
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end and print its logs")
+
+    jobs = commands.add_parser("jobs", help="status, logs or stop of a submitted job")
+    jobs.add_argument("action", choices=["status", "logs", "stop"])
+    jobs.add_argument("job_id")
+    jobs.add_argument("--address", required=True)
+
+    inspect = commands.add_parser("inspect", help="summarise a Parquet output (rows, schema, rejects, manifest)")
+    inspect.add_argument("path")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--samples", type=int, default=3)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.loader import load_pipeline
+    from pipelines.runner import run_pipeline
+
+    pipeline = load_pipeline(args.pipeline)
+    manifest = run_pipeline(pipeline, output=args.output, address=args.address, resume=args.resume,
+                            num_cpus=args.num_cpus, verbose=args.verbose)
+    print(f"pipeline {manifest['pipeline']!r}: {manifest['input']['rows']:,} rows in -> "
+          f"{manifest['output']['rows']:,} kept, {manifest['accounting']['rows_rejected']:,} rejected "
+          f"in {manifest['seconds']:.1f} s{' (resumed)' if manifest['resumed'] else ''}")
+    for stage in manifest["stages"]:
+        note = " (reused)" if stage["skipped"] else ""
+        print(f"  {stage['name']:<16} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
+              f"rejected {stage['rows_rejected']:>8,}{note}")
+    print(f"output:   {manifest['output']['path']}")
+    print(f"rejects:  {manifest['output']['path']}/_rejected/")
+    print(f"manifest: {manifest['output']['path']}/_manifest.json")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pipelines import jobs
+
+    job_id = jobs.submit(args.pipeline, args.address, output=args.output, resume=args.resume)
+    print(f"submitted job {job_id} to {args.address}")
+    if not args.wait:
+        print(f"follow it with: distillery jobs status {job_id} --address {args.address}")
+        return 0
+    state = jobs.wait(args.address, job_id)
+    print(jobs.logs(args.address, job_id), end="")
+    print(f"job {job_id}: {state}")
+    return 0 if state == "SUCCEEDED" else 1
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from pipelines import jobs
+
+    if args.action == "status":
+        print(jobs.status(args.address, args.job_id))
+    elif args.action == "logs":
+        print(jobs.logs(args.address, args.job_id), end="")
+    else:
+        print("stopped" if jobs.stop(args.address, args.job_id) else "not running")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pipelines.inspection import format_report, inspect_path
+
+    report = inspect_path(args.path, samples=args.samples)
+    print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    try:
+        return handler(args)
+    except (DistilleryError, ParameterError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user mistake: say so, keep the traceback behind --debug
+        if args.debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Submitting pipelines to a Ray cluster as Ray jobs, and following them (status, logs, stop).
+
+The job's working directory is this repository (code only: data, outputs, virtual environments and
+Parquet files are excluded), and its entrypoint is ``python -m pipelines.cli run FILE``. Paths the job
+reads and writes are seen from the cluster, so use absolute paths on shared storage. With token auth on
+(``RAY_AUTH_MODE=token``), Ray's SDK sends ``RAY_AUTH_TOKEN`` from the environment; it is never logged.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from pipelines.errors import DistilleryError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EXCLUDES = [".git", ".venv", "venv", "data", "out", "benchmarks/_work", "**/__pycache__", "*.parquet",
+            "*.egg-info", ".pytest_cache"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def _client(address: str):
+    from ray.job_submission import JobSubmissionClient
+
+    if not address.startswith(("http://", "https://")):
+        raise DistilleryError(f"--address {address!r}: give the dashboard's HTTP address, e.g. http://HEAD:8265")
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # the SDK raises ConnectionError/RuntimeError with long messages
+        raise DistilleryError(f"cannot reach the Ray job server at {address}: {str(exc).splitlines()[0]}") from exc
+
+
+def submit(pipeline_file: str, address: str, output: str | None = None, resume: bool = False) -> str:
+    """Submit a pipeline file (inside this project) as a Ray job; return the job id."""
+    file = Path(pipeline_file).resolve()
+    if not file.is_file():
+        raise DistilleryError(f"{pipeline_file}: no such pipeline file")
+    if PROJECT_ROOT not in file.parents:
+        raise DistilleryError(f"{pipeline_file}: must be inside the project ({PROJECT_ROOT}), which is the job's "
+                              "working directory")
+    command = ["python", "-m", "pipelines.cli", "run", str(file.relative_to(PROJECT_ROOT))]
+    if output:
+        command += ["--output", output]
+    if resume:
+        command.append("--resume")
+    client = _client(address)
+    return client.submit_job(entrypoint=shlex.join(command),
+                             runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": EXCLUDES})
+
+
+def _ask(address: str, job_id: str, method: str):
+    try:
+        return getattr(_client(address), method)(job_id)
+    except RuntimeError as exc:  # e.g. "Job X does not exist"
+        raise DistilleryError(f"job {job_id}: {str(exc).splitlines()[0]}") from exc
+
+
+def status(address: str, job_id: str) -> str:
+    return str(_ask(address, job_id, "get_job_status").value)
+
+
+def logs(address: str, job_id: str) -> str:
+    return _ask(address, job_id, "get_job_logs")
+
+
+def stop(address: str, job_id: str) -> bool:
+    return _ask(address, job_id, "stop_job")
+
+
+def wait(address: str, job_id: str, timeout_s: float = 3600, poll_s: float = 2.0) -> str:
+    """Poll until the job ends; return its final status."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = status(address, job_id)
+        if state in TERMINAL:
+            return state
+        time.sleep(poll_s)
+    raise DistilleryError(f"job {job_id}: still running after {timeout_s:.0f} s")
