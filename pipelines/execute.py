@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import DETAIL, REASON, Operator
-from pipelines.io import write_table_atomic
+from pipelines.io import small_strings, write_table_atomic
 
 
 def batch_fingerprint(batch: pa.Table) -> str:
@@ -92,13 +92,13 @@ class StageTask:
                   "bytes_in": bytes_in, "bytes_out": batch.nbytes, "seconds": time.perf_counter() - started,
                   "reasons": reasons}
         ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
-        return batch
+        return small_strings(batch)
 
     def _split(self, batch: pa.Table, fingerprint: str) -> tuple[pa.Table, pa.Table]:
         """Kept rows (without annotation columns) and rejected rows (written to the rejects directory)."""
         rejected_mask = pc.is_valid(batch[REASON])
         kept = batch.filter(pc.invert(rejected_mask)).drop_columns([REASON, DETAIL])
-        rejected = batch.filter(rejected_mask)
+        rejected = small_strings(batch.filter(rejected_mask))
         if rejected.num_rows:
             rejected = (rejected.rename_columns([{REASON: "reason", DETAIL: "detail"}.get(c, c)
                                                  for c in rejected.column_names])

@@ -118,6 +118,15 @@ def _schema_diff(a: pa.Schema, b: pa.Schema) -> str:
     return "; ".join(parts)
 
 
+def small_strings(table: pa.Table) -> pa.Table:
+    """Cast ``large_string`` columns to ``string``: Ray's joins produce large strings and one dataset whose
+    files disagree on the type cannot be read as one table. A batch never holds 2 GiB of text."""
+    if not any(pa.types.is_large_string(f.type) for f in table.schema):
+        return table
+    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema])
+    return table.cast(schema)
+
+
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as Parquet (zstd) via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,47 @@
+"""Shared test fixtures: one embedded Ray for the whole session, and small corpora written as Parquet."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.session import LOOPBACK, configure_local_environment
+
+configure_local_environment()  # loopback + token auth, before anything imports Ray
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """The embedded Ray every runner test shares (the runner reuses an initialised Ray)."""
+    import ray
+
+    # Workers import operators defined in test modules, so they see the tests folder as the driver does.
+    python_path = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    ray.init(num_cpus=2, object_store_memory=1024**3, include_dashboard=False, _node_ip_address=LOOPBACK,
+             logging_level=logging.WARNING, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    yield ray
+    ray.shutdown()
+
+
+def write_docs(directory: Path, rows: list[dict], files: int = 1) -> Path:
+    """Write ``rows`` as ``files`` Parquet files (round-robin) and return the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for k in range(files):
+        part = rows[k::files]
+        if part:
+            pq.write_table(pa.Table.from_pylist(part), directory / f"part-{k:03d}.parquet")
+    return directory
+
+
+def sample_rows(n: int) -> list[dict]:
+    """The first ``n`` documents of the bundled real corpus, in id order."""
+    table = pq.read_table(SAMPLE).sort_by("id")
+    return table.slice(0, n).to_pylist()
