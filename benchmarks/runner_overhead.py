@@ -6,7 +6,9 @@ part of the framework cost being measured. The baseline reads each input file wi
 ``pyarrow.parquet.read_table`` and writes it back with ``pq.write_table(..., compression="zstd")``.
 
 Distillery is measured "cold" (Ray not initialised: the run starts and shuts down its own Ray) and
-"warm" (Ray already initialised by this script, so the run reuses it). Competitors are interleaved
+"warm" (Ray already initialised by this script, so the run reuses it). The warm phase also runs plain
+Ray Data (``read_parquet(files).write_parquet(out)``), which separates Ray Data's own cost from what
+Distillery adds on top of it. Competitors are interleaved
 (pyarrow, distillery, pyarrow, distillery, ...) and the median of ``--repeats`` runs is reported.
 The input is ``data/sample`` replicated ``--copies`` times (unique ids) under ``benchmarks/_work/``.
 
@@ -88,11 +90,20 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
-def interleave(repeats: int, baseline: Callable[[], int], contender: Callable[[], int],
-               times: dict[str, list[float]], label: str, rows_seen: dict[str, set[int]]) -> None:
-    """Alternate baseline and contender ``repeats`` times, appending wall seconds and row counts."""
+def run_ray_data(files: list[str], out: Path) -> int:
+    """Plain Ray Data read + write (no Distillery stage, ledger or manifest): the floor under Distillery."""
+    import ray.data
+
+    shutil.rmtree(out, ignore_errors=True)
+    ray.data.read_parquet(files).write_parquet(str(out))
+    return sum(pq.read_metadata(f).num_rows for f in out.glob("*.parquet"))
+
+
+def interleave(repeats: int, competitors: dict[str, Callable[[], int]], times: dict[str, list[float]],
+               rows_seen: dict[str, set[int]]) -> None:
+    """Run the competitors one after another, ``repeats`` rounds, appending wall seconds and row counts."""
     for i in range(repeats):
-        for name, fn in (("pyarrow", baseline), (label, contender)):
+        for name, fn in competitors.items():
             seconds, rows = timed(fn)
             times.setdefault(name, []).append(seconds)
             rows_seen.setdefault(name, set()).add(rows)
@@ -106,9 +117,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
+    import ray.data
 
     print(f"ray {ray.__version__}, pyarrow {pa.__version__}, python {sys.version.split()[0]}, "
-          f"cpus {os.cpu_count()} (Ray capped at {NUM_CPUS})")
+          f"cpus {os.cpu_count()} (Ray capped at {NUM_CPUS}), "
+          f"load average {os.getloadavg()[0]:.1f}")
     input_dir, rows, size = make_input(args.copies)
     print(f"input: {input_dir.relative_to(ROOT)}: {len(list(input_dir.glob('*.parquet')))} files, "
           f"{rows} docs, {size / 1e6:.1f} MB (zstd Parquet)")
@@ -120,9 +133,10 @@ def main() -> None:
 
     print("cold: each Distillery run starts and shuts down its own Ray")
     assert not ray.is_initialized()
-    interleave(args.repeats, lambda: run_pyarrow(input_dir, pa_out),
-               lambda: run_distillery(input_dir, ds_out, stage_seconds["distillery (cold)"]),
-               times, "distillery (cold)", rows_seen)
+    interleave(args.repeats, {
+        "pyarrow": lambda: run_pyarrow(input_dir, pa_out),
+        "distillery (cold)": lambda: run_distillery(input_dir, ds_out, stage_seconds["distillery (cold)"]),
+    }, times, rows_seen)
 
     print("warm: Ray initialised once by the benchmark and reused")
     started = time.perf_counter()
@@ -130,12 +144,17 @@ def main() -> None:
              log_to_driver=False)
     print(f"  ray.init: {time.perf_counter() - started:.2f} s")
     try:
-        interleave(args.repeats, lambda: run_pyarrow(input_dir, pa_out),
-                   lambda: run_distillery(input_dir, ds_out, stage_seconds["distillery (warm)"]),
-                   times, "distillery (warm)", rows_seen)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        files = [str(f) for f in sorted(input_dir.glob("*.parquet"))]
+        interleave(args.repeats, {
+            "pyarrow": lambda: run_pyarrow(input_dir, pa_out),
+            "ray data (plain)": lambda: run_ray_data(files, WORK / "out-ray-data"),
+            "distillery (warm)": lambda: run_distillery(input_dir, ds_out, stage_seconds["distillery (warm)"]),
+        }, times, rows_seen)
     finally:
         ray.shutdown()
 
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     counts = set().union(*rows_seen.values())
     if counts != {rows}:
         raise SystemExit(f"row counts differ: {rows_seen} (input {rows})")
@@ -144,13 +163,13 @@ def main() -> None:
     base = statistics.median(times["pyarrow"])
     print(f"\nmedian of {args.repeats} runs (pyarrow: median of all {len(times['pyarrow'])} interleaved runs); "
           f"MB/s = input Parquet MB / wall s\n")
-    print("| competitor | median s | docs/s | MB/s | ratio vs pyarrow | stage task s (sum) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in ("pyarrow", "distillery (cold)", "distillery (warm)"):
+    print("| competitor | median s | min s | docs/s | MB/s | ratio (docs/s ÷ pyarrow) | stage task s (sum) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in ("pyarrow", "ray data (plain)", "distillery (cold)", "distillery (warm)"):
         median = statistics.median(times[name])
         stage = f"{statistics.median(stage_seconds[name]):.2f}" if name in stage_seconds else "-"
-        print(f"| {name} | {median:.2f} | {rows / median:,.0f} | {size / 1e6 / median:.1f} | "
-              f"{base / median:.2f} | {stage} |")
+        print(f"| {name} | {median:.2f} | {min(times[name]):.2f} | {rows / median:,.0f} | "
+              f"{size / 1e6 / median:.1f} | {base / median:.2f} | {stage} |")
 
 
 if __name__ == "__main__":
