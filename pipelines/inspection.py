@@ -17,18 +17,32 @@ from pipelines.manifest import read_manifest
 SAMPLE_CHARS = 160
 
 
-def _column_summary(frame: pl.DataFrame, name: str) -> dict[str, Any]:
-    column = frame[name]
-    summary: dict[str, Any] = {"type": str(column.dtype), "nulls": column.null_count()}
-    if column.dtype == pl.String:
-        lengths = column.str.len_chars()
-        summary.update(distinct=column.n_unique(), min_chars=lengths.min(), mean_chars=_round(lengths.mean()),
-                       max_chars=lengths.max())
-    elif column.dtype.is_numeric():
-        summary.update(min=column.min(), mean=_round(column.mean()), max=column.max())
-    elif column.dtype == pl.Boolean:
-        summary.update(true=int(column.sum()))
-    return summary
+def _summary_exprs(schema: pl.Schema) -> list[pl.Expr]:
+    """Aggregations for every column, evaluated in one lazy pass over the files (never all in memory)."""
+    exprs = []
+    for name, dtype in schema.items():
+        column = pl.col(name)
+        exprs.append(column.null_count().alias(f"{name}\x00nulls"))
+        if dtype == pl.String:
+            lengths = column.str.len_chars()
+            exprs += [column.n_unique().alias(f"{name}\x00distinct"), lengths.min().alias(f"{name}\x00min_chars"),
+                      lengths.mean().alias(f"{name}\x00mean_chars"), lengths.max().alias(f"{name}\x00max_chars")]
+        elif dtype.is_numeric():
+            exprs += [column.min().alias(f"{name}\x00min"), column.mean().alias(f"{name}\x00mean"),
+                      column.max().alias(f"{name}\x00max")]
+        elif dtype == pl.Boolean:
+            exprs.append(column.sum().alias(f"{name}\x00true"))
+    return exprs
+
+
+def _column_summaries(frame: pl.LazyFrame, schema: pl.Schema) -> dict[str, dict[str, Any]]:
+    summaries: dict[str, dict[str, Any]] = {name: {"type": str(dtype)} for name, dtype in schema.items()}
+    if not schema:
+        return summaries
+    for key, value in frame.select(_summary_exprs(schema)).collect().row(0, named=True).items():
+        name, stat = key.split("\x00")
+        summaries[name][stat] = _round(value)
+    return summaries
 
 
 def _round(value: Any) -> Any:
@@ -57,21 +71,23 @@ def inspect_path(path: str, samples: int = 3) -> dict[str, Any]:
         if manifest is None and not (root / "_rejected").is_dir():
             raise
         files = []  # an output whose rows were all rejected
-    frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed") if files else pl.DataFrame()
+    frame = pl.scan_parquet(files) if files else pl.LazyFrame()
+    schema = frame.collect_schema()
     sample_rows = []
-    for row in frame.head(samples).to_dicts():
+    for row in frame.head(samples).collect().to_dicts():
         sample_rows.append({k: (v[:SAMPLE_CHARS] + "…" if isinstance(v, str) and len(v) > SAMPLE_CHARS else v)
                             for k, v in row.items()})
     report: dict[str, Any] = {
-        "path": str(root), "files": len(files), "rows": frame.height,
+        "path": str(root), "files": len(files), "rows": frame.select(pl.len()).collect().item() if files else 0,
         "bytes": sum(Path(f).stat().st_size for f in files),
-        "schema": {name: str(dtype) for name, dtype in frame.schema.items()},
-        "columns": {name: _column_summary(frame, name) for name in frame.columns},
+        "schema": {name: str(dtype) for name, dtype in schema.items()},
+        "columns": _column_summaries(frame, schema),
         "samples": sample_rows,
         "rejected": _rejects(root) if root.is_dir() else [],
     }
-    if "source" in frame.columns:
-        report["rows_by_source"] = dict(sorted(frame["source"].value_counts().iter_rows()))
+    if "source" in schema:
+        counts = frame.group_by("source").len().sort("source").collect()
+        report["rows_by_source"] = dict(counts.iter_rows())
     if manifest:
         report["manifest"] = {key: manifest.get(key) for key in ("pipeline", "status", "started_at", "finished_at",
                                                                 "seconds", "accounting", "input", "output")}

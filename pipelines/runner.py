@@ -149,7 +149,7 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
             ds = _apply_stage(ds, index, stages[index], out / REJECTED, ledger, num_partitions)
             if stages[index].kind == "dedup" and index < len(stages) - 1:
                 ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
-        ds.write_parquet(str(staging))
+        ds.write_parquet(str(staging), compression="zstd")
         totals = ray.get(ledger.totals.remote())
         ray.kill(ledger)
     records = _stage_records(stages, hashes, totals, start, previous)
@@ -165,7 +165,7 @@ def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], ind
     final = out / CHECKPOINTS / stage_dirname(index, stages[index])
     staging = final.with_name(f".staging-{final.name}")
     shutil.rmtree(staging, ignore_errors=True)
-    ds.write_parquet(str(staging))
+    ds.write_parquet(str(staging), compression="zstd")
     records = _stage_records(stages[: index + 1], hashes, ray.get(ledger.totals.remote()), start, previous)
     write_json_atomic({"config_hash": hashes[index], "stages": records, "finished_at": now()}, staging / SUCCESS)
     shutil.rmtree(final, ignore_errors=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import unicodedata
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators import ExactDedup, LengthFilter, Normalize, Operator
+from operators import ExactDedup, LengthFilter, Normalize, Operator, Resources
 from pipelines import AccountingError, Pipeline
 from pipelines.manifest import check_accounting
 from tests.conftest import sample_rows, write_docs
@@ -163,3 +164,29 @@ def test_embedded_ray_listens_on_loopback_only(ray_local):
     assert ours, listening
     addresses = {line.split()[3].rsplit(":", 1)[0] for line in ours}
     assert addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, addresses
+
+
+@dataclass(frozen=True)
+class TagsWorker(Operator):
+    """A stateful operator: ``setup`` stands in for loading a model once per actor."""
+
+    stateful = True
+    resources = Resources(num_cpus=0.5, batch_size=16, concurrency=2)
+
+    def setup(self) -> None:
+        object.__setattr__(self, "loaded", getattr(self, "loaded", 0) + 1)
+
+    def __call__(self, batch):
+        tag = f"{os.getpid()}:{self.loaded}"
+        return batch.append_column("worker", pa.array([tag] * batch.num_rows, pa.string()))
+
+
+def test_stateful_operator_runs_in_an_actor_pool_and_loads_once_per_actor(corpus, tmp_path):
+    path, rows = corpus
+    out = tmp_path / "out"
+    manifest = Pipeline("actors").read_parquet(str(path), num_blocks=6).map(TagsWorker()).run(output=str(out))
+    tags = pq.read_table(out)["worker"].to_pylist()
+    assert len(tags) == manifest["output"]["rows"] == 330
+    assert {tag.split(":")[1] for tag in tags} == {"1"}   # setup ran once in each actor, not per batch
+    assert 1 <= len({tag.split(":")[0] for tag in tags}) <= 2   # at most `concurrency` actors
+    assert manifest["stages"][1]["batches"] >= 330 // 16
