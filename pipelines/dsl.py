@@ -98,9 +98,3 @@ class Pipeline:
         from pipelines.runner import run_pipeline
 
         return run_pipeline(self, output=output, address=address, resume=resume, **options)
-
-    def describe(self) -> str:
-        lines = [f"Pipeline {self.name!r}", f"  read_parquet {self.source.path if self.source else '?'}"]
-        lines += [f"  {s.kind:<6} {s.name}: {s.op.config()}" for s in self.stages]
-        lines.append(f"  write_parquet {self.output or '?'}")
-        return "\n".join(lines)

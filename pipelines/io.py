@@ -99,7 +99,20 @@ def validate_inputs(location: str, columns: list[str] | None = None) -> InputSum
         size += stat.st_size
         fingerprint.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     assert schema is not None
+    _check_unique_ids(files)
     return InputSummary([str(p) for p in files], schema, rows, size, fingerprint)
+
+
+def _check_unique_ids(files: list[Path]) -> None:
+    """Ids must be unique: rejects and dedup decisions name rows by id. Reads only the id column."""
+    import polars as pl
+
+    repeated = (pl.scan_parquet(files).select("id").group_by("id").len().filter(pl.col("len") > 1)
+                .sort("id").head(3).collect())
+    if repeated.height:
+        examples = ", ".join(f"{row['id']!r} ({row['len']}x)" for row in repeated.to_dicts())
+        where = files[0] if len(files) == 1 else f"{files[0].parent}"
+        raise InputError(f"{where}: column 'id' must be unique; repeated ids include {examples}")
 
 
 def _normal_type(kind: pa.DataType) -> pa.DataType:

@@ -150,3 +150,10 @@ def test_run_then_inspect_reports_the_right_counts(tmp_path, capsys):
 
     code, stdout, _ = run_cli(capsys, "inspect", str(out))
     assert code == 0 and f"{kept:,} rows" in stdout and "accounting: balanced" in stdout
+
+
+def test_repeated_ids_are_an_error_naming_them(tmp_path, capsys):
+    rows = sample_rows(6)
+    data = write_docs(tmp_path / "in", rows + [dict(rows[2], text="another text")], files=2)
+    code, _, err = run_cli(capsys, "run", str(pipeline_file(tmp_path, data)))
+    assert_one_line_error(code, err, "column 'id' must be unique", f"{rows[2]['id']!r} (2x)")

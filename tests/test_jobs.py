@@ -5,6 +5,7 @@ the test starts its own head in a new process group and stops only that group.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,3 +91,17 @@ def test_unknown_job_and_wrong_token_give_one_line_errors(ray_head, capsys):
                            capture_output=True, text=True, env=env, cwd=REPO)
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "token" in wrong.stderr.lower(), wrong.stderr
+
+
+def test_run_with_address_joins_the_running_cluster(ray_head, tmp_path):
+    data = write_docs(tmp_path / "in", sample_rows(12), files=2)
+    pipeline = tmp_path / "pipe.py"
+    pipeline.write_text("from operators import Normalize\nfrom pipelines import Pipeline\n"
+                        f"pipeline = Pipeline('joined').read_parquet({str(data)!r}).map(Normalize())\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(pipeline), "--output", str(out),
+                           "--address", "127.0.0.1:6390"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["ray"]["address"] == "127.0.0.1:6390"
+    assert manifest["output"]["rows"] == 12

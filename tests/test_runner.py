@@ -190,3 +190,19 @@ def test_stateful_operator_runs_in_an_actor_pool_and_loads_once_per_actor(corpus
     assert {tag.split(":")[1] for tag in tags} == {"1"}   # setup ran once in each actor, not per batch
     assert 1 <= len({tag.split(":")[0] for tag in tags}) <= 2   # at most `concurrency` actors
     assert manifest["stages"][1]["batches"] >= 330 // 16
+
+
+def test_read_parquet_glob_and_column_selection(tmp_path):
+    rows = [dict(r, lang="en") for r in sample_rows(20)]
+    data = write_docs(tmp_path / "in", rows, files=4)
+    out = tmp_path / "out"
+    manifest = (Pipeline("glob").read_parquet(str(data / "part-00[0-2].parquet"), columns=["id", "text"])
+                .run(output=str(out)))
+    kept = pq.read_table(out)
+    assert kept.column_names == ["id", "text"]
+    assert sorted(kept["id"].to_pylist()) == sorted(r["id"] for k, r in enumerate(rows) if k % 4 != 3)
+    assert manifest["input"] == {"path": str(data / "part-00[0-2].parquet"), "files": 3, "rows": 15,
+                                 "bytes": manifest["input"]["bytes"]}
+    # The run's secret never reaches what it writes.
+    token = os.environ["RAY_AUTH_TOKEN"]
+    assert all(token not in f.read_text(errors="ignore") for f in out.rglob("*.json"))
