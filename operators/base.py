@@ -57,6 +57,8 @@ class Operator:
     stateful: ClassVar[bool] = False
     resources: ClassVar[Resources] = Resources()
     text_column: ClassVar[str] = "text"
+    # Numeric columns this operator adds whose totals belong in the manifest (e.g. PII counts per type).
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:

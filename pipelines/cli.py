@@ -1,4 +1,4 @@
-"""The ``distillery`` command line: run, submit, jobs, inspect.
+"""The ``distillery`` command line: run, filter, submit, jobs, inspect.
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
 exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
@@ -27,6 +27,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--num-cpus", type=int, help="CPU cap for the embedded local Ray")
     run.add_argument("--verbose", action="store_true", help="Ray's logs and progress bars")
 
+    filters = commands.add_parser("filter", help="run named operators over a Parquet input (no pipeline file)")
+    filters.add_argument("input", help="Parquet file, directory or glob")
+    filters.add_argument("output", help="output directory")
+    filters.add_argument("--ops", required=True, help="comma-separated operator names, applied in order")
+    filters.add_argument("--set", action="append", default=[], metavar="OP.PARAM=VALUE",
+                         help="an operator parameter, e.g. length_filter.min_chars=100 (repeatable)")
+    filters.add_argument("--address", help="an existing Ray cluster (default: embedded local Ray)")
+    filters.add_argument("--resume", action="store_true")
+    filters.add_argument("--num-cpus", type=int)
+    filters.add_argument("--verbose", action="store_true")
+
     submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
@@ -48,18 +59,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from pipelines.loader import load_pipeline
+
+    return _execute(load_pipeline(args.pipeline), args)
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from operators.registry import build, parse_settings
+    from pipelines.dsl import Pipeline
+
+    names = [name.strip() for name in args.ops.split(",") if name.strip()]
+    pipeline = Pipeline("filter").read_parquet(args.input)
+    for op in build(names, parse_settings(args.set)):
+        pipeline = {"map": pipeline.map, "filter": pipeline.filter, "dedup": pipeline.dedup}[op.kind](op)
+    return _execute(pipeline.write_parquet(args.output), args)
+
+
+def _execute(pipeline, args: argparse.Namespace) -> int:
     from pipelines.runner import run_pipeline
 
-    pipeline = load_pipeline(args.pipeline)
-    manifest = run_pipeline(pipeline, output=args.output, address=args.address, resume=args.resume,
-                            num_cpus=args.num_cpus, verbose=args.verbose)
+    manifest = run_pipeline(pipeline, output=getattr(args, "output", None), address=args.address,
+                            resume=args.resume, num_cpus=args.num_cpus, verbose=args.verbose)
     print(f"pipeline {manifest['pipeline']!r}: {manifest['input']['rows']:,} rows in -> "
           f"{manifest['output']['rows']:,} kept, {manifest['accounting']['rows_rejected']:,} rejected "
           f"in {manifest['seconds']:.1f} s{' (resumed)' if manifest['resumed'] else ''}")
     for stage in manifest["stages"]:
         note = " (reused)" if stage["skipped"] else ""
+        metrics = "".join(f"  {k}={v:,}" for k, v in stage.get("metrics", {}).items())
         print(f"  {stage['name']:<16} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
-              f"rejected {stage['rows_rejected']:>8,}{note}")
+              f"rejected {stage['rows_rejected']:>8,}{note}{metrics}")
     print(f"output:   {manifest['output']['path']}")
     print(f"rejects:  {manifest['output']['path']}/_rejected/")
     print(f"manifest: {manifest['output']['path']}/_manifest.json")
@@ -102,7 +129,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    handler = {"run": _run, "filter": _filter, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
     try:
         return handler(args)
     except (DistilleryError, ParameterError) as exc:

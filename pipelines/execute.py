@@ -27,6 +27,11 @@ def batch_fingerprint(batch: pa.Table) -> str:
     return hashlib.blake2b("\x1f".join(ids).encode("utf-8"), digest_size=12).hexdigest()
 
 
+def empty_totals() -> dict[str, Any]:
+    return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0,
+            "batches": 0, "reasons": {}, "metrics": {}}
+
+
 class Ledger:
     """A Ray actor (created by the runner) that sums per-stage counts reported by every batch.
 
@@ -42,14 +47,19 @@ class Ledger:
     def totals(self) -> dict[int, dict[str, Any]]:
         totals: dict[int, dict[str, Any]] = {}
         for (stage, _), counts in self.entries.items():
-            into = totals.setdefault(stage, {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0,
-                                             "bytes_out": 0, "seconds": 0.0, "batches": 0, "reasons": {}})
+            into = totals.setdefault(stage, empty_totals())
             for key in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out", "seconds"):
                 into[key] += counts[key]
             into["batches"] += 1
-            for reason, n in counts["reasons"].items():
-                into["reasons"][reason] = into["reasons"].get(reason, 0) + n
+            for group in ("reasons", "metrics"):
+                for name, n in counts[group].items():
+                    into[group][name] = into[group].get(name, 0) + n
         return totals
+
+
+def _total(column: pa.ChunkedArray) -> float:
+    total = pc.sum(column).as_py()
+    return total if total is not None else 0
 
 
 @dataclass
@@ -81,6 +91,8 @@ class StageTask:
         if batch.num_rows != rows_in:
             raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} returned {batch.num_rows} "
                                f"rows for {rows_in}; operators must annotate rejects, not drop rows")
+        # Metrics are summed over every row the operator saw, rejected rows included.
+        metrics = {name: _total(batch[name]) for name in self.op.metrics if name in batch.column_names}
         reasons: dict[str, int] = {}
         if REASON in batch.column_names:
             batch, rejected = self._split(batch, fingerprint)
@@ -88,7 +100,7 @@ class StageTask:
                 reasons = {r["values"]: r["counts"] for r in pc.value_counts(rejected["reason"]).to_pylist()}
         counts = {"rows_in": rows_in, "rows_out": batch.num_rows, "rows_rejected": rows_in - batch.num_rows,
                   "bytes_in": bytes_in, "bytes_out": batch.nbytes, "seconds": time.perf_counter() - started,
-                  "reasons": reasons}
+                  "reasons": reasons, "metrics": metrics}
         ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
         return small_strings(batch)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipelines.dsl import Pipeline, Stage
 from pipelines.errors import DistilleryError
-from pipelines.execute import Ledger, StageTask
+from pipelines.execute import Ledger, StageTask, empty_totals
 from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now,
                                 read_manifest)
@@ -96,14 +96,14 @@ def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dic
     records = list(previous[:start])
     for index in range(start, len(stages)):
         stage = stages[index]
-        counts = totals.get(index, {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0,
-                                    "bytes_out": 0, "seconds": 0.0, "batches": 0, "reasons": {}})
+        counts = totals.get(index, empty_totals())
         records.append({"index": index, "name": stage.name, "kind": stage.kind, "config": stage.op.config(),
                         "config_hash": hashes[index], "skipped": False,
                         "rejected_dir": stage_dirname(index, stage) if stage.kind != "map" else None,
                         **{k: counts[k] for k in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out")},
                         "seconds": round(counts["seconds"], 3), "batches": counts["batches"],
-                        "reject_reasons": dict(sorted(counts["reasons"].items()))})
+                        "reject_reasons": dict(sorted(counts["reasons"].items())),
+                        "metrics": dict(sorted(counts["metrics"].items()))})
     return records
 
 

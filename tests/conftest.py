@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,3 +47,11 @@ def sample_rows(n: int) -> list[dict]:
     """The first ``n`` documents of the bundled real corpus, in id order."""
     table = pq.read_table(SAMPLE).sort_by("id")
     return table.slice(0, n).to_pylist()
+
+
+def reference_normalize(text: str) -> str:
+    """What Normalize() should produce, written independently with Python's unicodedata and re."""
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\f\v]+", " ", text)
+    text = re.sub(r" ?\n ?", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import REPO, sample_rows, write_docs
+from tests.conftest import REPO, reference_normalize, sample_rows, write_docs
 
 PIPELINE = """
 from operators import ExactDedup, LengthFilter, Normalize
@@ -157,3 +157,24 @@ def test_repeated_ids_are_an_error_naming_them(tmp_path, capsys):
     data = write_docs(tmp_path / "in", rows + [dict(rows[2], text="another text")], files=2)
     code, _, err = run_cli(capsys, "run", str(pipeline_file(tmp_path, data)))
     assert_one_line_error(code, err, "column 'id' must be unique", f"{rows[2]['id']!r} (2x)")
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_filter_command_runs_named_operators_with_settings(tmp_path, capsys):
+    rows = sample_rows(30)
+    data = write_docs(tmp_path / "in", rows + [dict(rows[3], id="zz-dup")], files=2)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "filter", str(data), str(out), "--ops", "normalize,length_filter,exact_dedup",
+                                "--set", "length_filter.min_chars=300")
+    assert code == 0, err
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["read", "normalize", "length_filter", "exact_dedup"]
+    assert manifest["stages"][2]["config"]["min_chars"] == 300
+    long_rows = [r for r in rows if len(reference_normalize(r["text"])) >= 300]
+    assert pq.read_table(out).num_rows == manifest["output"]["rows"] == len(long_rows)
+
+    code, _, err = run_cli(capsys, "filter", str(data), str(tmp_path / "o2"), "--ops", "length_filter",
+                           "--set", "length_filter.max_chars=oops")
+    assert_one_line_error(code, err, "LengthFilter.max_chars")
+    code, _, err = run_cli(capsys, "filter", str(data), str(tmp_path / "o3"), "--ops", "no_such_op")
+    assert_one_line_error(code, err, "unknown operator 'no_such_op'", "length_filter")

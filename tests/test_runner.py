@@ -9,23 +9,16 @@ import unicodedata
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
 from operators import ExactDedup, LengthFilter, Normalize, Operator, Resources
 from pipelines import AccountingError, Pipeline
 from pipelines.manifest import check_accounting
-from tests.conftest import sample_rows, write_docs
+from tests.conftest import reference_normalize, sample_rows, write_docs
 
 pytestmark = pytest.mark.usefixtures("ray_local")
-
-
-def reference_normalize(text: str) -> str:
-    """What Normalize() should produce, written independently with Python's unicodedata and re."""
-    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = re.sub(r"[ \t\f\v]+", " ", text)
-    text = re.sub(r" ?\n ?", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 def reference_survivors(rows: list[dict]) -> set[str]:
@@ -206,3 +199,20 @@ def test_read_parquet_glob_and_column_selection(tmp_path):
     # The run's secret never reaches what it writes.
     token = os.environ["RAY_AUTH_TOKEN"]
     assert all(token not in f.read_text(errors="ignore") for f in out.rglob("*.json"))
+
+
+@dataclass(frozen=True)
+class CountsCharacters(Operator):
+    """Adds a per-row count whose total belongs in the manifest (as PII counts per type do)."""
+
+    metrics = ("chars",)
+
+    def __call__(self, batch):
+        return batch.append_column("chars", pa.compute.utf8_length(batch["text"]))
+
+
+def test_operator_metrics_are_summed_into_the_manifest(corpus, tmp_path):
+    path, rows = corpus
+    manifest = Pipeline("metrics").read_parquet(str(path), num_blocks=4).map(CountsCharacters()).run(
+        output=str(tmp_path / "out"))
+    assert manifest["stages"][1]["metrics"] == {"chars": sum(len(r["text"]) for r in rows if r["text"] and r["text"].strip())}

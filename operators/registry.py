@@ -1,0 +1,51 @@
+"""Operators by name, for the command line (``distillery filter --ops gopher_quality,c4``).
+
+The name of an operator is its class name in snake case (``LengthFilter`` -> ``length_filter``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from operators.base import Operator, ParameterError, snake_case
+from operators.dedup import ExactDedup
+from operators.text import LengthFilter, Normalize, RequireText
+
+CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup)
+BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
+
+
+def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``["length_filter.min_chars=100", ...]`` -> ``{"length_filter": {"min_chars": 100}}``.
+
+    Values are read as JSON (numbers, true/false, null, lists) and otherwise kept as strings."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot or not name or not field:
+            raise ParameterError(f"--set {item!r}: expected OPERATOR.PARAMETER=VALUE, e.g. length_filter.min_chars=100")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parsed.setdefault(name, {})[field] = tuple(value) if isinstance(value, list) else value
+    return parsed
+
+
+def build(names: list[str], settings: dict[str, dict[str, Any]] | None = None) -> list[Operator]:
+    """Construct the named operators with their settings; unknown names and parameters are errors."""
+    settings = settings or {}
+    for name in settings:
+        if name not in names:
+            raise ParameterError(f"--set {name}.*: {name!r} is not among --ops ({', '.join(names)})")
+    ops = []
+    for name in names:
+        if name not in BY_NAME:
+            raise ParameterError(f"--ops: unknown operator {name!r}; known: {', '.join(sorted(BY_NAME))}")
+        cls = BY_NAME[name]
+        try:
+            ops.append(cls(**settings.get(name, {})))
+        except TypeError as exc:  # an unknown keyword
+            raise ParameterError(f"{cls.__name__}: {exc}") from exc
+    return ops
