@@ -118,6 +118,10 @@ class Dedup(Operator):
     """
 
     kind: ClassVar[str] = "dedup"
+    reason: ClassVar[str] = "duplicate"
+    # True when ``keys`` of a row depends only on that row (exact dedup), so the runner can group keys
+    # across the whole dataset; False when keys are clusters found within the batch (MinHash for now).
+    keys_are_global: ClassVar[bool] = True
     score_column: str | None = None
 
     def keys(self, batch: pa.Table) -> pa.Array:  # pragma: no cover - abstract
@@ -145,7 +149,8 @@ class Dedup(Operator):
         """Reject rows whose id is not their group's kept id, naming the kept one."""
         keep_id = keep_id.cast(pa.string())
         duplicate = pc.not_equal(batch["id"].cast(pa.string()), keep_id)
-        reason, detail = reject_where(duplicate, "duplicate", pc.binary_join_element_wise("duplicate of ", keep_id, ""))
+        reason, detail = reject_where(duplicate, self.reason,
+                                      pc.binary_join_element_wise(f"{self.reason} of ", keep_id, ""))
         return batch.append_column(REASON, reason).append_column(DETAIL, detail)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -9,9 +9,10 @@ from typing import Any
 
 from operators.base import Operator, ParameterError, snake_case
 from operators.dedup import ExactDedup
+from operators.minhash import MinHashDedup
 from operators.text import LengthFilter, Normalize, RequireText
 
-CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup)
+CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
 
 

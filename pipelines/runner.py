@@ -51,6 +51,10 @@ def _apply_stage(ds, index: int, stage: Stage, rejected_dir: Path, ledger, num_p
     op, res = stage.op, stage.op.resources
     task_args = dict(index=index, name=stage.name, op=op, ledger=ledger,
                      rejected_dir=str(rejected_dir / stage_dirname(index, stage)) if stage.kind != "map" else None)
+    if stage.kind == "dedup" and not op.keys_are_global:
+        # Interim plan for operators whose clusters are found within a batch (MinHash): the whole dataset
+        # as one batch in one task. Correct and deterministic, but bounded by one worker's memory.
+        return ds.repartition(1).map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=None)
     if stage.kind == "dedup":
         def add_key(batch):
             return batch.append_column("_dedup_key", op.keys(batch))

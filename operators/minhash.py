@@ -1,0 +1,263 @@
+"""MinHash LSH near-duplicate removal: the pure core that works on one Arrow batch.
+
+Steps, each a small function: ``prepare_text`` (NFKC, lower-case, punctuation to spaces), shingle hashing
+(word or character n-grams, 64-bit, compiled in ``operators.minhash_kernels``), ``signatures`` (datasketch's
+affine32 permutations: ``datasketch_signatures`` gives the same values as ``datasketch.MinHash``),
+``optimal_bands`` (bands x rows minimising weighted false positive + false negative probability),
+``candidate_pairs`` (documents sharing a band bucket), ``verified_pairs`` (exact Jaccard of the shingle
+sets), ``components`` (union-find over verified edges only, so unrelated documents are never chained
+through a shared bucket) and the keep rule of ``operators.base.Dedup``.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators import minhash_kernels as kernels
+from operators.base import Dedup, check
+
+MAX_BUCKET_PAIRS = 64  # buckets larger than this pair every member with the bucket's first member only
+
+
+def prepare_text(text: pa.Array, lowercase: bool = True, strip_punctuation: bool = True) -> pa.Array:
+    """NFKC, optional lower-casing and punctuation/symbols -> space, whitespace runs -> one ASCII space."""
+    text = pc.utf8_normalize(pc.fill_null(text, ""), "NFKC")
+    if lowercase:
+        text = pc.utf8_lower(text)
+    if strip_punctuation:
+        text = pc.replace_substring_regex(text, r"[\pP\pS]+", " ")
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s+", " "))
+
+
+def arrow_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 data) of a string array, zero-copy where Arrow allows."""
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    text = text.cast(pa.large_string())
+    _, offsets, data = text.buffers()
+    offs = np.frombuffer(offsets, dtype=np.int64)[text.offset: text.offset + len(text) + 1]
+    return offs, (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
+
+
+def shingle_hashes(text: pa.Array, ngram: int, chars: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every shingle of every (prepared) document, and per-document offsets."""
+    offsets, data = arrow_buffers(text)
+    return kernels.shingle_hashes(offsets, data, ngram, chars)
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch's affine32 scheme for ``MinHash(num_perm, seed)`` (a odd), as uint64."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a.astype(np.uint64), b.astype(np.uint64)
+
+
+def fold32(hashes: np.ndarray) -> np.ndarray:
+    return (hashes ^ (hashes >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+
+
+def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """uint32[docs, num_perm] MinHash signatures from 64-bit shingle hashes (folded to 32 bits)."""
+    a, b = permutations(num_perm, seed)
+    return kernels.signatures(fold32(hashes), offsets, a, b)
+
+
+def shingle_strings(prepared: str, ngram: int, chars: bool) -> list[bytes]:
+    """The shingles of one prepared document as bytes, as one would feed them to datasketch."""
+    units = list(prepared) if chars else prepared.split(" ") if prepared else []
+    if not units:
+        return []
+    joiner = "" if chars else " "
+    return [joiner.join(units[i:i + ngram]).encode("utf-8") for i in range(max(len(units) - ngram + 1, 1))]
+
+
+def datasketch_signatures(prepared: pa.Array, ngram: int, chars: bool, num_perm: int, seed: int) -> np.ndarray:
+    """Signatures equal, value for value, to ``datasketch.MinHash(num_perm, seed)`` updated with the same
+    shingles (SHA-1 32-bit shingle hashes; slow: a Python loop over shingles, for interoperability)."""
+    hashes, offsets = [], [0]
+    for doc in prepared.to_pylist():
+        hashes += [struct.unpack("<I", hashlib.sha1(s).digest()[:4])[0] for s in shingle_strings(doc, ngram, chars)]
+        offsets.append(len(hashes))
+    a, b = permutations(num_perm, seed)
+    return kernels.signatures(np.array(hashes, dtype=np.uint64), np.array(offsets, dtype=np.int64), a, b)
+
+
+def _integral(f, low: float, high: float, points: int = 2001) -> float:
+    x = np.linspace(low, high, points)
+    return float(np.trapezoid(f(x), x))
+
+
+def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimising fp_weight * P(false positive) +
+    fn_weight * P(false negative), integrated over Jaccard similarity (as datasketch's MinHashLSH does)."""
+    best, best_error = (1, 1), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            def collide(s):
+                return 1 - (1 - s ** rows) ** bands
+            fp = _integral(collide, 0.0, threshold)
+            fn = _integral(lambda s: 1 - collide(s), threshold, 1.0)
+            error = fp * fp_weight + fn * fn_weight
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
+
+
+def candidate_pairs(keys: np.ndarray, has_shingles: np.ndarray) -> np.ndarray:
+    """int64[pairs, 2] (i < j) of documents that share a bucket in any band. Documents without shingles
+    (empty text) never collide. Large buckets pair members with the bucket's first member only."""
+    docs = np.flatnonzero(has_shingles)
+    found = []
+    for band in range(keys.shape[1]):
+        band_keys = keys[docs, band]
+        order = np.argsort(band_keys, kind="stable")
+        sorted_keys, members = band_keys[order], docs[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        ends = np.r_[starts[1:], len(sorted_keys)]
+        for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            group = np.sort(members[start:end])
+            if len(group) <= MAX_BUCKET_PAIRS:
+                i, j = np.triu_indices(len(group), k=1)
+                found.append(np.stack([group[i], group[j]], axis=1))
+            else:
+                found.append(np.stack([np.full(len(group) - 1, group[0]), group[1:]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0).astype(np.int64)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sets of shingle hashes (each sorted and unique)."""
+    if len(a) == 0 and len(b) == 0:
+        return 0.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
+
+
+def verified_pairs(pairs: np.ndarray, hashes: np.ndarray, offsets: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs whose exact shingle-set Jaccard is >= threshold, and their similarities."""
+    sets: dict[int, np.ndarray] = {}
+
+    def shingles(doc: int) -> np.ndarray:
+        if doc not in sets:
+            sets[doc] = np.unique(hashes[offsets[doc]:offsets[doc + 1]])
+        return sets[doc]
+
+    sims = np.array([jaccard(shingles(i), shingles(j)) for i, j in pairs], dtype=np.float64)
+    keep = sims >= threshold
+    return pairs[keep], sims[keep]
+
+
+def components(num_docs: int, edges: np.ndarray) -> np.ndarray:
+    """Union-find: a component label per document (the smallest document index in its component)."""
+    parent = np.arange(num_docs)
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in edges:
+        ri, rj = root(int(i)), root(int(j))
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([root(x) for x in range(num_docs)])
+
+
+@dataclass(frozen=True)
+class MinHashDedup(Dedup):
+    """Remove near-duplicates: documents whose shingle sets have Jaccard similarity >= ``threshold``."""
+
+    reason: ClassVar[str] = "near-duplicate"
+    keys_are_global: ClassVar[bool] = False
+
+    threshold: float = 0.8
+    ngram: int = 5
+    char_ngrams: bool = False
+    num_perm: int = 128
+    bands: int | None = None
+    rows: int | None = None
+    # With exact verification a false positive only costs a Jaccard check, so the band layout favours
+    # recall: at threshold 0.8 and 128 permutations this gives 16 bands x 8 rows (P(candidate | J=0.8) = 0.95).
+    false_negative_weight: float = 0.95
+    verify: bool = True
+    seed: int = 1
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    datasketch_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1, self, "threshold",
+              f"must lie strictly between 0 and 1, got {self.threshold!r}")
+        check(isinstance(self.ngram, int) and self.ngram >= 1, self, "ngram", f"must be an integer >= 1, got {self.ngram!r}")
+        check(isinstance(self.num_perm, int) and 2 <= self.num_perm <= 1024, self, "num_perm",
+              f"must be an integer in [2, 1024], got {self.num_perm!r}")
+        check(isinstance(self.false_negative_weight, (int, float)) and 0 < self.false_negative_weight < 1, self,
+              "false_negative_weight", f"must lie strictly between 0 and 1, got {self.false_negative_weight!r}")
+        check((self.bands is None) == (self.rows is None), self, "bands", "give both bands and rows, or neither")
+        if self.bands is not None:
+            check(isinstance(self.bands, int) and isinstance(self.rows, int) and self.bands >= 1 and self.rows >= 1
+                  and self.bands * self.rows <= self.num_perm, self, "bands",
+                  f"bands x rows ({self.bands} x {self.rows}) must be positive integers with a product <= num_perm "
+                  f"({self.num_perm})")
+
+    def band_layout(self) -> tuple[int, int]:
+        if self.bands is not None:
+            return self.bands, self.rows
+        return optimal_bands(self.threshold, self.num_perm, 1 - self.false_negative_weight, self.false_negative_weight)
+
+    def sketch(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shingle hashes, per-document offsets, signatures) of a batch."""
+        prepared = prepare_text(batch[self.text_column], self.lowercase, self.strip_punctuation)
+        hashes, offsets = shingle_hashes(prepared, self.ngram, self.char_ngrams)
+        if self.datasketch_compatible:
+            sigs = datasketch_signatures(prepared.combine_chunks() if isinstance(prepared, pa.ChunkedArray) else prepared,
+                                         self.ngram, self.char_ngrams, self.num_perm, self.seed)
+        else:
+            sigs = signatures(hashes, offsets, self.num_perm, self.seed)
+        return hashes, offsets, sigs
+
+    def edges(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """Verified duplicate edges (document index pairs), their Jaccard, and counts for the manifest."""
+        hashes, offsets, sigs = self.sketch(batch)
+        bands, rows = self.band_layout()
+        keys = kernels.band_keys(sigs, bands, rows)
+        pairs = candidate_pairs(keys, np.diff(offsets) > 0)
+        if self.verify:
+            kept, sims = verified_pairs(pairs, hashes, offsets, self.threshold)
+        else:  # estimate-checked: the signatures' agreement must reach the threshold
+            agree = (sigs[pairs[:, 0]] == sigs[pairs[:, 1]]).mean(axis=1) if len(pairs) else np.zeros(0)
+            kept, sims = pairs[agree >= self.threshold], agree[agree >= self.threshold]
+        return kept, sims, {"candidate_pairs": len(pairs), "verified_pairs": len(kept)}
+
+    def clusters(self, batch: pa.Table) -> pa.Table:
+        """(id, cluster, kept) for every document: cluster = smallest id in its component."""
+        edges, _, _ = self.edges(batch)
+        labels = components(batch.num_rows, edges)
+        ids = np.array(batch["id"].to_pylist(), dtype=object)
+        order = np.argsort(ids, kind="stable")  # the smallest id labels the cluster, whatever the row order
+        smallest = {}
+        for index in order:
+            smallest.setdefault(labels[index], ids[index])
+        cluster = pa.array([smallest[label] for label in labels], pa.string())
+        narrow = self.narrow_with_key(batch, cluster)
+        keep_id = narrow.select(["key"]).append_column("row", pa.array(np.arange(batch.num_rows))).join(
+            self.choose(narrow), "key").sort_by("row")["keep_id"]
+        return pa.table({"id": batch["id"], "cluster": cluster, "kept": pc.equal(batch["id"], keep_id)})
+
+    def narrow_with_key(self, batch: pa.Table, key: pa.Array) -> pa.Table:
+        columns = {"key": key, "id": batch["id"]}
+        if self.score_column:
+            columns[self.score_column] = batch[self.score_column]
+        return pa.table(columns)
+
+    def keys(self, batch: pa.Table) -> pa.Array:
+        """The cluster of each row, within this batch (the distributed plan joins clusters across batches)."""
+        return self.clusters(batch)["cluster"]

@@ -1,0 +1,152 @@
+"""Compiled inner loops for MinHash (numba): shingle hashing straight from Arrow's UTF-8 buffers, MinHash
+signatures with datasketch's "affine32" permutation family, and LSH band keys.
+
+Everything here works on plain numpy arrays (Arrow offsets + data bytes), one whole batch per call, so
+there is no per-document Python. ``operators.minhash`` wraps these into the operator.
+
+Shingle hashes are 64-bit: FNV-1a over the shingle's UTF-8 bytes, avalanched with MurmurHash3's fmix64.
+A word n-gram's bytes are its words joined by single spaces, exactly as ``" ".join(words).encode()``,
+so the same shingles can be fed to datasketch for comparison. A document with fewer than ``n`` words
+(characters) has one shingle: all of it. An empty document has none, and an all-ones signature.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+MASK32 = np.uint64(0xFFFFFFFF)
+EMPTY = np.uint32(0xFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def fmix64(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(cache=True, inline="always")
+def fmix32(h):
+    # MurmurHash3's 32-bit finalizer, computed in uint64 and masked (datasketch's affine32 pre-mix).
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & MASK32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & MASK32
+    h ^= h >> np.uint64(16)
+    return h
+
+
+@njit(cache=True)
+def _fnv(data, start, end):
+    h = FNV_OFFSET
+    for i in range(start, end):
+        h = (h ^ np.uint64(data[i])) * FNV_PRIME
+    return fmix64(h)
+
+
+@njit(cache=True)
+def _units(data, start, end, chars, bounds):
+    """Fill ``bounds`` with (start, end) byte positions of the document's units: words (runs of bytes other
+    than ASCII space) or characters (UTF-8 code points). Return the number of units."""
+    count = 0
+    i = start
+    if chars:
+        while i < end:
+            j = i + 1
+            while j < end and (data[j] & 0xC0) == 0x80:
+                j += 1
+            bounds[count, 0] = i
+            bounds[count, 1] = j
+            count += 1
+            i = j
+        return count
+    while i < end:
+        while i < end and data[i] == 32:
+            i += 1
+        if i >= end:
+            break
+        j = i
+        while j < end and data[j] != 32:
+            j += 1
+        bounds[count, 0] = i
+        bounds[count, 1] = j
+        count += 1
+        i = j
+    return count
+
+
+@njit(cache=True)
+def _shingle(data, bounds, first, last, chars):
+    """Hash of units first..last-1 as one byte string (words joined by one space)."""
+    h = FNV_OFFSET
+    for u in range(first, last):
+        if u > first and not chars:
+            h = (h ^ np.uint64(32)) * FNV_PRIME
+        for i in range(bounds[u, 0], bounds[u, 1]):
+            h = (h ^ np.uint64(data[i])) * FNV_PRIME
+    return fmix64(h)
+
+
+@njit(cache=True)
+def shingle_hashes(offsets, data, n, chars):
+    """All shingle hashes of every document: (flat uint64 hashes, per-document offsets into them)."""
+    docs = len(offsets) - 1
+    longest = 1
+    for d in range(docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    bounds = np.empty((longest + 1, 2), dtype=np.int64)
+    counts = np.zeros(docs + 1, dtype=np.int64)
+    total = 0
+    for d in range(docs):
+        units = _units(data, offsets[d], offsets[d + 1], chars, bounds)
+        total += max(units - n + 1, 1) if units > 0 else 0
+    out = np.empty(total, dtype=np.uint64)
+    k = 0
+    for d in range(docs):
+        units = _units(data, offsets[d], offsets[d + 1], chars, bounds)
+        if units > 0:
+            for s in range(max(units - n + 1, 1)):
+                out[k] = _shingle(data, bounds, s, min(s + n, units), chars)
+                k += 1
+        counts[d + 1] = k
+    return out, counts
+
+
+@njit(cache=True)
+def signatures(hashes32, doc_offsets, a, b):
+    """MinHash signatures (uint32[docs, num_perm]) from 32-bit shingle hashes grouped by ``doc_offsets``:
+    per permutation k, min over shingles of (a_k * fmix32(h) + b_k) mod 2^32 — datasketch's affine32."""
+    docs = len(doc_offsets) - 1
+    perms = len(a)
+    out = np.full((docs, perms), EMPTY, dtype=np.uint32)
+    mins = np.empty(perms, dtype=np.uint64)
+    for d in range(docs):
+        mins[:] = MASK32
+        for s in range(doc_offsets[d], doc_offsets[d + 1]):
+            hv = fmix32(hashes32[s])
+            for k in range(perms):
+                v = (a[k] * hv + b[k]) & MASK32
+                if v < mins[k]:
+                    mins[k] = v
+        for k in range(perms):
+            out[d, k] = np.uint32(mins[k])
+    return out
+
+
+@njit(cache=True)
+def band_keys(sigs, bands, rows):
+    """One 64-bit key per (document, band): the hash of that band's ``rows`` signature values."""
+    docs = sigs.shape[0]
+    out = np.empty((docs, bands), dtype=np.uint64)
+    for d in range(docs):
+        for band in range(bands):
+            h = FNV_OFFSET ^ np.uint64(band)
+            for r in range(band * rows, (band + 1) * rows):
+                h = fmix64(h ^ np.uint64(sigs[d, r]))
+            out[d, band] = h
+    return out

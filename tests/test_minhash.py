@@ -1,0 +1,108 @@
+"""MinHash near-duplicate core: datasketch equality, LSH parameters, known duplicates and non-duplicates."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
+
+from operators import REASON, ParameterError
+from operators.minhash import (MinHashDedup, datasketch_signatures, optimal_bands, prepare_text, shingle_hashes,
+                               shingle_strings)
+from pipelines import Pipeline
+from tests.conftest import sample_rows, write_docs
+
+
+def edit_words(text: str, fraction: float, seed: int) -> str:
+    """Replace ``fraction`` of the words with another word: 1-3% edits keep 5-gram Jaccard near 0.8-0.95."""
+    rng = random.Random(seed)
+    words = text.split()
+    for k in rng.sample(range(len(words)), max(1, int(len(words) * fraction))):
+        words[k] = "edited" + str(k)
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("chars, ngram", [(False, 5), (False, 1), (True, 7)])
+def test_datasketch_mode_equals_datasketch_minhash_value_for_value(chars, ngram):
+    texts = [r["text"] for r in sample_rows(6)] + ["short", ""]
+    prepared = prepare_text(pa.array(texts))
+    ours = datasketch_signatures(prepared, ngram, chars, num_perm=96, seed=42)
+    for k, doc in enumerate(prepared.to_pylist()):
+        reference = MinHash(num_perm=96, seed=42)
+        for shingle in shingle_strings(doc, ngram, chars):
+            reference.update(shingle)
+        assert np.array_equal(reference.hashvalues.astype(np.uint32), ours[k]), k
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+def test_optimal_bands_match_datasketch(threshold):
+    assert optimal_bands(threshold, 128) == _optimal_param(threshold, 128, 0.5, 0.5)
+
+
+def test_shingles_of_short_empty_and_spaced_documents():
+    prepared = prepare_text(pa.array(["One,  two\nthree!", "one two three", "", None, "a b c d e f"]))
+    assert prepared.to_pylist()[:2] == ["one two three", "one two three"]
+    hashes, offsets = shingle_hashes(prepared, 5)
+    assert np.diff(offsets).tolist() == [1, 1, 0, 0, 2]  # fewer than n words: one shingle; empty: none
+    assert hashes[0] == hashes[1]
+
+
+def test_known_near_duplicates_found_and_distinct_documents_kept():
+    rows = [r for r in sample_rows(400) if len(r["text"].split()) >= 150][:40]
+    planted = [{"id": f"zz-near-{k:02d}", "text": edit_words(r["text"], 0.01, k), "source": r["source"]}
+               for k, r in enumerate(rows[:20])]
+    for k, p in enumerate(planted):  # brute-force ground truth: every plant is truly above the threshold
+        a, b = (set(shingle_strings(prepare_text(pa.array([t])).to_pylist()[0], 5, False)) for t in (rows[k]["text"], p["text"]))
+        assert len(a & b) / len(a | b) >= 0.85
+    empties = [{"id": f"zz-empty-{k}", "text": "", "source": "x"} for k in range(3)]
+    batch = pa.Table.from_pylist(rows + planted + empties)
+    out = MinHashDedup(threshold=0.8)(batch)
+    rejected = {r["id"]: r["_detail"] for r in out.to_pylist() if r[REASON]}
+    assert set(rejected) == {p["id"] for p in planted}  # every planted copy found, nothing else removed
+    assert rejected["zz-near-03"] == f"near-duplicate of {rows[3]['id']}"
+
+
+def test_clusters_do_not_depend_on_row_order():
+    rows = [r for r in sample_rows(300) if len(r["text"].split()) >= 100][:30]
+    rows += [{"id": f"zz-{k}", "text": edit_words(r["text"], 0.01, k), "source": "x"} for k, r in enumerate(rows[:10])]
+    op = MinHashDedup()
+    first = op.clusters(pa.Table.from_pylist(rows)).sort_by("id")
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    assert op.clusters(pa.Table.from_pylist(shuffled)).sort_by("id").equals(first)
+    assert first.filter(pa.compute.invert(first["kept"])).num_rows == 10
+
+
+def test_a_ten_megabyte_document_works():
+    words = [f"w{k % 50_000}" for k in range(1_600_000)]
+    big = " ".join(words)
+    assert len(big) > 10_000_000
+    out = MinHashDedup()(pa.table({"id": ["big", "copy"], "text": [big, big]}))
+    assert out[REASON].to_pylist() == [None, "near-duplicate"]
+
+
+@pytest.mark.parametrize("kwargs, field", [({"threshold": 1.5}, "threshold"), ({"threshold": 0}, "threshold"),
+                                           ({"ngram": 0}, "ngram"), ({"bands": 20, "rows": 10}, "bands"),
+                                           ({"bands": 4}, "bands"), ({"num_perm": 1}, "num_perm")])
+def test_bad_parameters_name_the_field(kwargs, field):
+    with pytest.raises(ParameterError, match=rf"MinHashDedup\.{field}:"):
+        MinHashDedup(**kwargs)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_minhash_dedup_in_a_pipeline_is_the_same_with_one_and_many_blocks(tmp_path):
+    rows = [r for r in sample_rows(200) if len(r["text"].split()) >= 80][:25]
+    rows += [{"id": f"zz-near-{k}", "text": edit_words(r["text"], 0.01, k), "source": r["source"]}
+             for k, r in enumerate(rows[:8])]
+    data = write_docs(tmp_path / "in", rows, files=3)
+    kept = []
+    for blocks in (1, 5):
+        out = tmp_path / f"out-{blocks}"
+        manifest = Pipeline("near").read_parquet(str(data), num_blocks=blocks).dedup(MinHashDedup()).run(output=str(out))
+        assert manifest["stages"][1]["reject_reasons"] == {"near-duplicate": 8}
+        kept.append(sorted(pq.read_table(out)["id"].to_pylist()))
+    assert kept[0] == kept[1] and not any(i.startswith("zz-near") for i in kept[0])
