@@ -171,6 +171,32 @@ def components(num_docs: int, edges: np.ndarray) -> np.ndarray:
     return np.array([root(x) for x in range(num_docs)])
 
 
+def pairs_from_buckets(members: list[list[str]]) -> tuple[list[str], list[str]]:
+    """Candidate pairs (a < b) from the id lists of LSH buckets, with the same large-bucket rule as
+    ``candidate_pairs``: all pairs up to ``MAX_BUCKET_PAIRS`` members, else each member with the first."""
+    firsts, seconds = [], []
+    for ids in members:
+        group = sorted(ids)
+        if len(group) <= MAX_BUCKET_PAIRS:
+            for i in range(len(group)):
+                for j in range(i + 1, len(group)):
+                    firsts.append(group[i])
+                    seconds.append(group[j])
+        else:
+            firsts += [group[0]] * (len(group) - 1)
+            seconds += group[1:]
+    return firsts, seconds
+
+
+def label_components(first: list[str], second: list[str]) -> dict[str, str]:
+    """Connected components of an edge list over string ids: id -> the smallest id of its component."""
+    names = np.unique(np.array(first + second, dtype=object)) if first else np.array([], dtype=object)
+    index = {name: k for k, name in enumerate(names)}
+    edges = np.array([[index[a], index[b]] for a, b in zip(first, second)], dtype=np.int64).reshape(-1, 2)
+    labels = components(len(names), edges)  # names are sorted, so the smallest index is the smallest id
+    return {name: names[labels[k]] for k, name in enumerate(names)}
+
+
 @dataclass(frozen=True)
 class MinHashDedup(Dedup):
     """Remove near-duplicates: documents whose shingle sets have Jaccard similarity >= ``threshold``."""
@@ -237,6 +263,28 @@ class MinHashDedup(Dedup):
             kept, sims = pairs[agree >= self.threshold], agree[agree >= self.threshold]
         return kept, sims, {"candidate_pairs": len(pairs), "verified_pairs": len(kept)}
 
+    def bucket_rows(self, batch: pa.Table) -> pa.Table:
+        """One (band, bucket, id[, score]) row per document and band; documents without shingles get none."""
+        _, offsets, sigs = self.sketch(batch)
+        bands, rows = self.band_layout()
+        keys = kernels.band_keys(sigs, bands, rows)
+        docs = np.flatnonzero(np.diff(offsets) > 0)
+        columns = {"band": pa.array(np.tile(np.arange(bands, dtype=np.int32), len(docs))),
+                   "bucket": pa.array(keys[docs].reshape(-1).view(np.int64)),
+                   "id": pc.take(batch["id"], pa.array(np.repeat(docs, bands)))}
+        return pa.table(columns)
+
+    def similarities(self, first: pa.Array, second: pa.Array) -> np.ndarray:
+        """Exact Jaccard (``verify``) or the signature agreement of each (first[k], second[k]) text pair."""
+        both = pa.table({"id": pa.array(range(2 * len(first))).cast(pa.string()),
+                         "text": pa.concat_arrays([_flat(first), _flat(second)])})
+        hashes, offsets, sigs = self.sketch(both)
+        n = len(first)
+        if not self.verify:
+            return (sigs[:n] == sigs[n:]).mean(axis=1) if n else np.zeros(0)
+        return np.array([jaccard(np.unique(hashes[offsets[k]:offsets[k + 1]]),
+                                 np.unique(hashes[offsets[n + k]:offsets[n + k + 1]])) for k in range(n)])
+
     def clusters(self, batch: pa.Table) -> pa.Table:
         """(id, cluster, kept) for every document: cluster = smallest id in its component."""
         edges, _, _ = self.edges(batch)
@@ -261,3 +309,8 @@ class MinHashDedup(Dedup):
     def keys(self, batch: pa.Table) -> pa.Array:
         """The cluster of each row, within this batch (the distributed plan joins clusters across batches)."""
         return self.clusters(batch)["cluster"]
+
+
+def _flat(array) -> pa.Array:
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return array.cast(pa.string())

@@ -26,10 +26,12 @@ Overlapping candidates go to the type found first: email, IBAN, SSN, card, IP, p
 """
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,14 +44,15 @@ TYPES = ("EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD", "IBAN", "US_SSN")
 Span = tuple[int, int]
 A = re.ASCII  # digits and word characters as RE2 (the prefilters) sees them
 
-# -- candidates ---------------------------------------------------------------------------------------------
+# -- candidates (lookarounds stop a candidate from starting or ending inside a longer token) ----------------
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                     r"[A-Za-z]{2,24}(?![\w-])", A)
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?[ .-]?\d+(?:[ .-]\d+)*(?!\w)", A)
 _PHONE_NANP = re.compile(r"(?<![\w+.-])(?:1[ .-]?)?(?:\(\d{3}\) ?\d{3}[ .-]|\d{3}(?P<sep>[ .-])\d{3}(?P=sep))\d{4}"
                          r"(?!\w|[.-]\d)", A)
 _PHONE_EU = re.compile(r"(?<![\w+./-])(?<!\d )(?:\(0[1-9]\d{0,3}\) ?\d{2,8}(?:[ -]\d{2,8}){0,3}"
-                       r"|0[1-9]\d{0,3}(?P<sep>[ .-])\d{2,8}(?:(?P=sep)\d{2,8}){0,4})(?!\w|[./-]\d| [0-9A-Fa-f]{2}\b)", A)
+                       r"|0[1-9]\d{0,3}(?P<sep>[ .-])\d{2,8}(?:(?P=sep)\d{2,8}){0,4})"
+                       r"(?!\w|[./-]\d| [0-9A-Fa-f]{2}\b)", A)
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\w|[+~]|-\d+(?:\.\d+)?(?![.\d]))", A)
 _IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]+"
                    r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})?(?![\w:]|\.\d)", A)
@@ -212,16 +215,17 @@ DETECTORS = (
 
 def _redact(text: str, detectors: Iterable[Detector], card_iin: bool) -> tuple[str, dict[str, int]]:
     """Apply ``detectors`` (in priority order) to one string: the redacted text and counts per type."""
-    taken: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int, str]] = []  # accepted spans, sorted and disjoint
     for detector in detectors:
         for start, end in detector.find(text, card_iin):
-            if all(end <= s or start >= e for s, e, _ in taken):
-                taken.append((start, end, detector.kind))
+            i = bisect.bisect(taken, (start,))
+            if (i == 0 or taken[i - 1][1] <= start) and (i == len(taken) or end <= taken[i][0]):
+                taken.insert(i, (start, end, detector.kind))
     counts: dict[str, int] = {}
     if not taken:
         return text, counts
     parts, last = [], 0
-    for start, end, kind in sorted(taken):
+    for start, end, kind in taken:
         parts += [text[last:start], f"<{kind}>"]
         last = end
         counts[kind] = counts.get(kind, 0) + 1
@@ -246,6 +250,8 @@ def count_columns(types: tuple[str, ...] = TYPES) -> list[str]:
 @dataclass(frozen=True)
 class RedactPII(Operator):
     """Replace PII in ``text`` with typed tokens and add a ``pii_<type>`` int32 count column per type."""
+
+    metrics: ClassVar[tuple[str, ...]] = tuple(count_columns())  # the runner sums these into the manifest
 
     types: tuple[str, ...] = TYPES
     card_iin: bool = True  # also require a known card issuer prefix (cuts ids and timestamps that pass Luhn)

@@ -87,7 +87,7 @@ class WordList:
             if re.search(r"[^\w .\-]", entry):  # symbols the tokenisation drops would change the entry
                 self.skipped.append(entry)
                 continue
-            self.phrases[tuple(TOKEN.findall(entry))] = entry
+            self.phrases.setdefault(tuple(TOKEN.findall(entry)), entry)  # the first spelling listed names it
         self.lengths: dict[str, list[int]] = {}  # first token -> phrase lengths starting there, longest first
         for phrase in self.phrases:
             self.lengths.setdefault(phrase[0], []).append(len(phrase))

@@ -40,6 +40,11 @@ class Ledger:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[int, str], dict[str, float]] = {}
+        self.plans: dict[int, dict[str, Any]] = {}
+
+    def describe(self, stage: int, info: dict[str, Any]) -> None:
+        """Statistics a global stage's plan computed on the driver (candidate pairs, clusters, ...)."""
+        self.plans[stage] = info
 
     def record(self, stage: int, fingerprint: str, counts: dict[str, float]) -> None:
         self.entries[(stage, fingerprint)] = counts
@@ -54,6 +59,8 @@ class Ledger:
             for group in ("reasons", "metrics"):
                 for name, n in counts[group].items():
                     into[group][name] = into[group].get(name, 0) + n
+        for stage, info in self.plans.items():
+            totals.setdefault(stage, empty_totals())["plan"] = info
         return totals
 
 
@@ -72,6 +79,7 @@ class StageTask:
     rejected_dir: str | None  # where this stage's rejects go; None for map stages
     ledger: Any               # ray.actor.ActorHandle of a Ledger
     annotate_only: bool = False  # dedup: the batch arrives with ``keep_id``; annotate instead of calling op
+    clusters_dir: str | None = None  # dedup: where (id, cluster, kept) for every row goes
 
     def __post_init__(self) -> None:
         if self.op.stateful:
@@ -84,8 +92,7 @@ class StageTask:
         rows_in, bytes_in = batch.num_rows, batch.nbytes
         fingerprint = batch_fingerprint(batch)
         if self.annotate_only:
-            keep_id = batch["keep_id"]
-            batch = self.op.annotate(batch.drop_columns(["keep_id", "_dedup_key"]), keep_id)
+            batch = self._annotate_dedup(batch, fingerprint)
         else:
             batch = self.op(batch)
         if batch.num_rows != rows_in:
@@ -103,6 +110,17 @@ class StageTask:
                   "reasons": reasons, "metrics": metrics}
         ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
         return small_strings(batch)
+
+    def _annotate_dedup(self, batch: pa.Table, fingerprint: str) -> pa.Table:
+        """Rows joined to their group's decision (``keep_id``, ``cluster``; null: a group of one)."""
+        ids = batch["id"].cast(pa.string())
+        keep_id = pc.coalesce(batch["keep_id"].cast(pa.string()), ids)
+        cluster = pc.coalesce(batch["cluster"].cast(pa.string()), keep_id) if "cluster" in batch.column_names else keep_id
+        if self.clusters_dir:
+            clusters = pa.table({"id": ids, "cluster": cluster, "kept": pc.equal(ids, keep_id)})
+            write_table_atomic(clusters, Path(self.clusters_dir) / f"part-{fingerprint}.parquet")
+        helpers = [c for c in ("keep_id", "cluster", "_dedup_key") if c in batch.column_names]
+        return self.op.annotate(batch.drop_columns(helpers), keep_id.combine_chunks())
 
     def _split(self, batch: pa.Table, fingerprint: str) -> tuple[pa.Table, pa.Table]:
         """Kept rows (without annotation columns) and rejected rows (written to the rejects directory)."""

@@ -52,7 +52,7 @@ def read_manifest(output: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_accounting(stages: list[dict], input_rows: int, output_rows: int, rejected_dir: Path) -> dict[str, int]:
+def check_accounting(stages: list[dict], input_rows: int, output_rows: int, output: Path) -> dict[str, int]:
     """Raise ``AccountingError`` unless rows balance everywhere, from three independent sources:
     the ledger's per-batch counts, the input files' footers, and the rows found in the written files.
 
@@ -60,6 +60,7 @@ def check_accounting(stages: list[dict], input_rows: int, output_rows: int, reje
     * stage i's rows_out == stage i+1's rows_in; the first stage's rows_in == rows in the input files
     * the last stage's rows_out == rows in the output files
     * each stage's rows_rejected == rows in its ``_rejected/`` files
+    * each dedup stage's rows_in == rows in its ``_clusters/`` files (one row per document)
     """
     problems = []
     expected_in = input_rows
@@ -70,9 +71,13 @@ def check_accounting(stages: list[dict], input_rows: int, output_rows: int, reje
         if stage["rows_in"] != stage["rows_out"] + stage["rows_rejected"]:
             problems.append(f"stage {name!r}: {stage['rows_in']} in != {stage['rows_out']} out + "
                             f"{stage['rows_rejected']} rejected")
-        on_disk = parquet_rows(rejected_dir / stage["rejected_dir"])[1] if stage.get("rejected_dir") else 0
+        on_disk = parquet_rows(output / "_rejected" / stage["rejected_dir"])[1] if stage.get("rejected_dir") else 0
         if on_disk != stage["rows_rejected"]:
             problems.append(f"stage {name!r}: {stage['rows_rejected']} rows rejected but {on_disk} in its rejects files")
+        if stage.get("clusters_dir"):
+            clustered = parquet_rows(output / "_clusters" / stage["clusters_dir"])[1]
+            if clustered != stage["rows_in"]:
+                problems.append(f"stage {name!r}: {stage['rows_in']} rows in but {clustered} in its clusters files")
         expected_in = stage["rows_out"]
     if expected_in != output_rows:
         problems.append(f"the last stage kept {expected_in} rows but the output files hold {output_rows}")

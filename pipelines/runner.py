@@ -21,11 +21,12 @@ from pipelines.dsl import Pipeline, Stage
 from pipelines.errors import DistilleryError
 from pipelines.execute import Ledger, StageTask, empty_totals
 from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
+from pipelines.near_dedup import near_dedup_plan
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now,
                                 read_manifest)
 from pipelines.session import RayOptions, ray_session
 
-CHECKPOINTS, REJECTED, SUCCESS = "_checkpoints", "_rejected", "_SUCCESS.json"
+CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
 
 
 def stage_config(stage: Stage) -> dict[str, Any]:
@@ -47,14 +48,18 @@ def check_output_location(output: Path, input_files: list[str]) -> None:
         raise DistilleryError(f"{output}: exists and is not a Distillery output; choose a new or empty directory")
 
 
-def _apply_stage(ds, index: int, stage: Stage, rejected_dir: Path, ledger, num_partitions: int):
+def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions: int):
+    import ray
+
     op, res = stage.op, stage.op.resources
     task_args = dict(index=index, name=stage.name, op=op, ledger=ledger,
-                     rejected_dir=str(rejected_dir / stage_dirname(index, stage)) if stage.kind != "map" else None)
+                     rejected_dir=str(out / REJECTED / stage_dirname(index, stage)) if stage.kind != "map" else None)
+    if stage.kind == "dedup":
+        task_args.update(annotate_only=True, clusters_dir=str(out / CLUSTERS / stage_dirname(index, stage)))
     if stage.kind == "dedup" and not op.keys_are_global:
-        # Interim plan for operators whose clusters are found within a batch (MinHash): the whole dataset
-        # as one batch in one task. Correct and deterministic, but bounded by one worker's memory.
-        return ds.repartition(1).map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=None)
+        joined, stats = near_dedup_plan(ds, op, num_partitions)
+        ray.get(ledger.describe.remote(index, stats))
+        return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if stage.kind == "dedup":
         def add_key(batch):
             return batch.append_column("_dedup_key", op.keys(batch))
@@ -67,8 +72,7 @@ def _apply_stage(ds, index: int, stage: Stage, rejected_dir: Path, ledger, num_p
         narrow = keyed.select_columns(narrow_columns).rename_columns({"_dedup_key": "key"})
         winners = narrow.groupby("key", num_partitions=num_partitions).map_groups(choose, batch_format="pyarrow")
         joined = keyed.join(winners, join_type="inner", num_partitions=num_partitions, on=("_dedup_key",))
-        return joined.map_batches(StageTask(**task_args, annotate_only=True), batch_format="pyarrow",
-                                  batch_size=res.batch_size)
+        return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if op.stateful:
         return ds.map_batches(StageTask, fn_constructor_kwargs=task_args, batch_format="pyarrow",
                               batch_size=res.batch_size, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
@@ -104,10 +108,12 @@ def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dic
         records.append({"index": index, "name": stage.name, "kind": stage.kind, "config": stage.op.config(),
                         "config_hash": hashes[index], "skipped": False,
                         "rejected_dir": stage_dirname(index, stage) if stage.kind != "map" else None,
+                        "clusters_dir": stage_dirname(index, stage) if stage.kind == "dedup" else None,
                         **{k: counts[k] for k in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out")},
                         "seconds": round(counts["seconds"], 3), "batches": counts["batches"],
                         "reject_reasons": dict(sorted(counts["reasons"].items())),
-                        "metrics": dict(sorted(counts["metrics"].items()))})
+                        "metrics": dict(sorted(counts["metrics"].items())),
+                        **({"plan": counts["plan"]} if "plan" in counts else {})})
     return records
 
 
@@ -150,7 +156,7 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
             ds = ray.data.read_parquet(inputs.files, columns=list(source.columns) if source.columns else None,
                                        override_num_blocks=source.num_blocks)
         for index in range(start, len(stages)):
-            ds = _apply_stage(ds, index, stages[index], out / REJECTED, ledger, num_partitions)
+            ds = _apply_stage(ds, index, stages[index], out, ledger, num_partitions)
             if stages[index].kind == "dedup" and index < len(stages) - 1:
                 ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
         ds.write_parquet(str(staging), compression="zstd")
@@ -180,7 +186,7 @@ def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], ind
 def _clear(out: Path, stages: list[Stage], start: int) -> None:
     """Remove rejects and checkpoints of the stages about to run (earlier ones are being reused)."""
     for index in range(start, len(stages)):
-        for parent in (REJECTED, CHECKPOINTS):
+        for parent in (REJECTED, CLUSTERS, CHECKPOINTS):
             shutil.rmtree(out / parent / stage_dirname(index, stages[index]), ignore_errors=True)
     for leftover in out.glob(".staging-*") if out.exists() else []:
         shutil.rmtree(leftover, ignore_errors=True)
@@ -200,7 +206,7 @@ def _commit(staging: Path, out: Path) -> None:
 def _finish(out: Path, pipeline: Pipeline, inputs, records: list[dict], started_at: str, started: float,
             ray_info: dict, resumed: bool) -> dict[str, Any]:
     files, rows, size = parquet_rows(out)
-    accounting = check_accounting(records, inputs.rows, rows, out / REJECTED)
+    accounting = check_accounting(records, inputs.rows, rows, out)
     manifest = {
         "pipeline": pipeline.name, "status": "complete", "resumed": resumed,
         "started_at": started_at, "finished_at": now(), "seconds": round(time.perf_counter() - started, 3),

@@ -122,9 +122,9 @@ def test_accounting_check_catches_a_lost_reject_file(corpus, tmp_path):
     for f in (out / "_rejected" / "01-length_filter").glob("*.parquet"):
         f.unlink()
     with pytest.raises(AccountingError, match="length_filter.*rejected but 0 in its rejects files"):
-        check_accounting(manifest["stages"], manifest["input"]["rows"], manifest["output"]["rows"], out / "_rejected")
+        check_accounting(manifest["stages"], manifest["input"]["rows"], manifest["output"]["rows"], out)
     with pytest.raises(AccountingError, match="output files hold"):
-        check_accounting(manifest["stages"], manifest["input"]["rows"], manifest["output"]["rows"] + 1, out / "_missing")
+        check_accounting(manifest["stages"], manifest["input"]["rows"], manifest["output"]["rows"] + 1, tmp_path / "missing")
 
 
 def test_resume_skips_finished_stages_and_reruns_changed_ones(corpus, tmp_path):

@@ -1,0 +1,112 @@
+"""The distributed plan for near-duplicate removal (``MinHashDedup``) on Ray Data.
+
+    1. sketch    every document -> one (band, bucket, id) row per LSH band (compiled, whole batches)
+    2. bucket    hash-grouped by (band, bucket) across the cluster; buckets with >1 member -> candidate
+                 pairs, de-duplicated across bands
+    3. verify    the texts of candidate documents only are joined to the pairs, and each pair's exact
+                 shingle-set Jaccard (or signature agreement) is checked against the threshold
+    4. cluster   connected components over verified edges only (never raw bucket co-membership, which
+                 chains unrelated documents that share boilerplate); the keep rule picks one per cluster
+    5. annotate  every row is joined to its cluster decision; the runner's StageTask rejects the others
+
+No step holds all signatures in one place: buckets are hash-partitioned. Step 4 runs on the driver over
+the verified edges (memory proportional to duplicate pairs, not to documents).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from operators.minhash import MinHashDedup, label_components, pairs_from_buckets
+
+
+def _collect(ds) -> pa.Table:
+    import ray
+
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+
+
+def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dict[str, Any]]:
+    """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest)."""
+    import ray.data
+    from ray.data.aggregate import AsList, Count
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    ds = ds.materialize()  # read by the sketch, the verification and the final join
+    seconds["read"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    buckets = ds.map_batches(op.bucket_rows, batch_format="pyarrow", batch_size=op.resources.batch_size)
+    grouped = buckets.groupby(["band", "bucket"], num_partitions=num_partitions).aggregate(
+        Count(alias_name="members"), AsList("id", alias_name="ids"))
+
+    def to_pairs(batch: pa.Table) -> pa.Table:
+        shared = batch.filter(pa.compute.greater(batch["members"], 1))
+        first, second = pairs_from_buckets(shared["ids"].to_pylist())
+        return pa.table({"a": pa.array(first, pa.string()), "b": pa.array(second, pa.string())})
+
+    pairs = grouped.map_batches(to_pairs, batch_format="pyarrow").groupby(["a", "b"], num_partitions=num_partitions)
+    pairs = pairs.count().select_columns(["a", "b"]).materialize()
+    candidates = pairs.count()
+    seconds["sketch_and_bucket"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    edges = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string())})
+    if candidates:
+        def endpoints(batch: pa.Table) -> pa.Table:
+            return pa.table({"id": pa.concat_arrays([batch["a"].combine_chunks(), batch["b"].combine_chunks()])})
+
+        wanted = pairs.map_batches(endpoints, batch_format="pyarrow").groupby("id", num_partitions=num_partitions).count()
+        texts = ds.select_columns(["id", op.text_column]).join(wanted.select_columns(["id"]), join_type="inner",
+                                                                num_partitions=num_partitions, on=("id",)).materialize()
+        with_a = pairs.join(texts.rename_columns({"id": "a", op.text_column: "text_a"}), join_type="inner",
+                            num_partitions=num_partitions, on=("a",))
+        with_b = with_a.join(texts.rename_columns({"id": "b", op.text_column: "text_b"}), join_type="inner",
+                             num_partitions=num_partitions, on=("b",))
+
+        def verify(batch: pa.Table) -> pa.Table:
+            similarity = pa.array(op.similarities(batch["text_a"], batch["text_b"]), pa.float64())
+            return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(
+                pa.compute.greater_equal(similarity, op.threshold))
+
+        verified = _collect(with_b.map_batches(verify, batch_format="pyarrow"))
+        if verified.num_columns:
+            edges = verified
+    seconds["verify"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    first, second = edges["a"].to_pylist(), edges["b"].to_pylist()
+    labels = label_components(first, second)
+    decisions = _decisions(ds, op, labels, num_partitions)
+    seconds["cluster"] = time.perf_counter() - started
+
+    sizes = Counter(Counter(labels.values()).values())
+    stats = {"candidate_pairs": candidates, "verified_pairs": len(first), "clusters": sum(sizes.values()),
+             "duplicates": len(labels) - sum(sizes.values()),
+             "cluster_sizes": {str(size): count for size, count in sorted(sizes.items())},
+             "bands": op.band_layout()[0], "rows": op.band_layout()[1],
+             "seconds": {phase: round(value, 3) for phase, value in seconds.items()}}
+    joined = ds.join(ray.data.from_arrow(decisions), join_type="left_outer", num_partitions=num_partitions, on=("id",))
+    return joined, stats
+
+
+def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int) -> pa.Table:
+    """(id, keep_id, cluster) for every document in a cluster of two or more, by the keep rule."""
+    import ray.data
+
+    ids = pa.array(list(labels), pa.string())
+    narrow = pa.table({"key": pa.array(list(labels.values()), pa.string()), "id": ids})
+    if op.score_column and len(ids):
+        scores = _collect(ds.select_columns(["id", op.score_column]).join(
+            ray.data.from_arrow(pa.table({"id": ids})), join_type="inner", num_partitions=num_partitions, on=("id",)))
+        narrow = narrow.join(scores, "id")
+    if not len(ids):
+        return pa.table({"id": ids, "keep_id": ids, "cluster": ids})
+    winners = op.choose(narrow)
+    decided = narrow.select(["key", "id"]).join(winners, "key")
+    return pa.table({"id": decided["id"], "keep_id": decided["keep_id"], "cluster": decided["key"]})
