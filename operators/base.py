@@ -45,7 +45,8 @@ def check(condition: bool, op: object, field: str, message: str) -> None:
 
 
 def snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``LengthFilter`` -> ``length_filter``, ``RedactPII`` -> ``redact_pii``, ``LanguageID`` -> ``language_id``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,13 @@ _UNITS = ("km|km²|km³|m|m²|m³|dm|dm²|dm³|cm|cm²|cm³|mm|mm²|mm³|ha|µm|
           "mph|hPa|Pa|mbar|mb|MB|kb|KB|gb|GB|tb|TB|T|G|M|K|%|км|км²|км³|м|м²|м³|дм|дм²|дм³|см|см²|см³|мм|мм²|"
           "мм³|нм|кг|г|мг|м/с|км/ч|кПа|Па|мбар|Кб|КБ|кб|Мб|МБ|мб|Гб|ГБ|гб|Тб|ТБ|тбكم|كم²|كم³|م|م²|م³|سم|سم²|"
           "سم³|مم|مم²|مم³|كم|غرام|جرام|جم|كغ|ملغ|كوب|اكواب")
-_CJK_EXT = "\U00020000-\U0002FA1F"  # spaCy's astral letter ranges (CJK extensions) count as letters
+# Scripts without case that spaCy counts as both lower- and upper-case letters (its ``_uncased`` blocks).
+_UNCASED = ("\u1200-\u137F\u0980-\u09FF\u0591-\u05F4\uFB1D-\uFB4F\u0620-\u064A\u066E-\u06D5\u06E5-\u06FF"
+            "\u0750-\u077F\u08A0-\u08BD\uFB50-\uFBB1\uFBD3-\uFD3D\uFD50-\uFDC7\uFDF0-\uFDFB\uFE70-\uFEFC"
+            "\U0001EE00-\U0001EEBB\u0D80-\u0DFF\u0900-\u097F\u0C80-\u0CFF\u0B80-\u0BFF\u0C00-\u0C7F\uAC00-\uD7AF"
+            "\u1100-\u11FF\u3040-\u309F\u30A0-\u30FF\u4E00-\u9FFF\u3400-\u4DBF\U00020000-\U0002EBEF\u2E80-\u2FDF"
+            "\u2FF0-\u2FFF\u3000-\u303F\u31C0-\u31EF\u3200-\u33FF\uF900-\uFAFF\uFE30-\uFE4F\U0001F200-\U0001F2FF"
+            "\U0002F800-\U0002FA1F")
 
 
 def _char_class(predicate, stop: int = 0x10000, merge_unassigned: bool = False) -> str:
@@ -85,16 +91,12 @@ def _char_class(predicate, stop: int = 0x10000, merge_unassigned: bool = False) 
     return "".join(re.escape(chr(a)) + (f"-{re.escape(chr(b))}" if b > a else "") for a, b in ranges)
 
 
-def _uncased(c: str) -> bool:
-    return c.isalpha() and not c.islower() and not c.isupper()
-
-
 @cache
 def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
     """spaCy English prefix, suffix, infix and URL patterns (built once: ~0.1 s)."""
-    lower = _char_class(lambda c: c.islower() or _uncased(c)) + _CJK_EXT
-    upper = _char_class(lambda c: c.isupper() or _uncased(c)) + _CJK_EXT
-    alpha = _char_class(str.isalpha) + _CJK_EXT
+    lower = _char_class(str.islower) + _UNCASED
+    upper = _char_class(str.isupper) + _UNCASED
+    alpha = _char_class(lambda c: c.islower() or c.isupper()) + _UNCASED
     # Symbols (So) but the degree sign; astral ones merged across unassigned gaps to keep the class short.
     icons = _char_class(lambda c: c != "°" and unicodedata.category(c) == "So") + _char_class(
         lambda c: ord(c) >= 0x10000 and unicodedata.category(c) == "So", 0x30000, merge_unassigned=True)
@@ -285,15 +287,167 @@ def split_chunk(chunk: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-_chunk_cache: dict[str, tuple[str, ...]] = {}
+# --- batches of documents as arrays of token ids -------------------------------------------------------
+class _Lexicon:
+    """Module-level memo: chunk -> token ids, token <-> id, and per-token properties as NumPy arrays.
+
+    It lives as long as the worker process (so a pipeline tokenizes each distinct chunk once) and is
+    cleared when it grows past ``MAX_CHUNKS`` distinct chunks, between batches."""
+
+    MAX_CHUNKS = 2_000_000
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.chunks: dict[str, tuple[int, ...]] = {}
+        self.ids: dict[str, int] = {}
+        self.tokens: list[str] = []
+        self._synced = 0
+        self.length = np.zeros(0, np.int64)   # characters
+        self.symbol = np.zeros(0, bool)       # every character in PUNCTUATION_SET (Gopher's "symbol word")
+        self.alpha = np.zeros(0, bool)        # some character is alphabetic
+        self.sentence_punct = np.zeros(0, bool)  # spaCy sentencizer: ends a sentence
+        self.punct = np.zeros(0, bool)        # spaCy ``is_punct``: every character is Unicode punctuation
+
+    def chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        ids = self.chunks.get(chunk)
+        if ids is None:
+            table = self.ids
+            ids = []
+            for token in split_chunk(chunk):
+                i = table.get(token)
+                if i is None:
+                    i = table[token] = len(self.tokens)
+                    self.tokens.append(token)
+                ids.append(i)
+            ids = self.chunks[chunk] = tuple(ids)
+        return ids
+
+    def sync(self) -> None:
+        """Extend the property arrays to tokens added since the last call."""
+        new = self.tokens[self._synced:]
+        if not new:
+            return
+        self._synced = len(self.tokens)
+        self.length = np.concatenate([self.length, np.fromiter(map(len, new), np.int64, len(new))])
+        self.symbol = np.concatenate([self.symbol, [PUNCTUATION_SET.issuperset(t) for t in new]])
+        self.alpha = np.concatenate([self.alpha, [any(c.isalpha() for c in t) for t in new]])
+        self.sentence_punct = np.concatenate([self.sentence_punct, [t in SENTENCE_PUNCT for t in new]])
+        self.punct = np.concatenate(
+            [self.punct, [all(unicodedata.category(c).startswith("P") for c in t) for t in new]])
+
+    def lookup(self, words) -> np.ndarray:
+        """Ids of ``words`` that have been seen (unseen words cannot occur in this batch)."""
+        return np.array([self.ids[w] for w in words if w in self.ids], np.int64)
+
+
+LEXICON = _Lexicon()
+_CHUNK = rf"[^{WHITESPACE}]+"
+
+
+def clear_caches() -> None:
+    """Forget every tokenized chunk (benchmarks use it to time a cold start)."""
+    LEXICON.clear()
+
+
+class Words:
+    """The spaCy-English words of a batch of documents, as flat arrays.
+
+    ``ids`` holds the token ids of all documents end to end; document ``d`` owns
+    ``ids[offsets[d]:offsets[d + 1]]``. Per-token properties are ``LEXICON`` arrays indexed by id.
+    """
+
+    def __init__(self, text: pa.Array | pa.ChunkedArray) -> None:
+        lex = LEXICON
+        if len(lex.chunks) > lex.MAX_CHUNKS:
+            lex.clear()
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        import polars as pl  # polars' Rust regex: Unicode whitespace, one pass over the batch
+
+        chunk_lists = pl.from_arrow(text.cast(pa.large_string()), rechunk=False).str.extract_all(_CHUNK).to_arrow()
+        chunks_per_doc = pc.fill_null(pc.list_value_length(chunk_lists), 0).to_numpy(zero_copy_only=False)
+        encoded = pc.dictionary_encode(pc.list_flatten(chunk_lists))
+        occurrence = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        per_chunk = [lex.chunk_ids(c) for c in encoded.dictionary.to_pylist()]
+        lex.sync()
+        chunk_len = np.fromiter(map(len, per_chunk), np.int64, len(per_chunk))
+        chunk_start = np.concatenate([[0], np.cumsum(chunk_len)])
+        chunk_flat = np.fromiter((i for ids in per_chunk for i in ids), np.int64, int(chunk_start[-1]))
+        occ_len = chunk_len[occurrence]
+        occ_end = np.cumsum(occ_len)
+        total = int(occ_end[-1]) if len(occ_end) else 0
+        gather = np.repeat(chunk_start[occurrence] - (occ_end - occ_len), occ_len) + np.arange(total)
+        self.ids = chunk_flat[gather]
+        ends = np.concatenate([[0], occ_end])
+        self.offsets = ends[np.concatenate([[0], np.cumsum(chunks_per_doc)])]
+        self.counts = np.diff(self.offsets)
+
+    def per_doc(self, values: np.ndarray) -> np.ndarray:
+        """Sum a per-token array over each document."""
+        cum = np.concatenate([[0], np.cumsum(values)])
+        return cum[self.offsets[1:]] - cum[self.offsets[:-1]]
+
+    def doc(self, d: int) -> np.ndarray:
+        return self.ids[self.offsets[d]:self.offsets[d + 1]]
 
 
 def split_words(text: str) -> list[str]:
     """The words DataTrove's ``split_into_words(text, "en")`` returns (spaCy English tokens, no spaces)."""
-    out: list[str] = []
-    for chunk in text.split():
-        tokens = _chunk_cache.get(chunk)
-        if tokens is None:
-            tokens = _chunk_cache[chunk] = split_chunk(chunk)
-        out.extend(tokens)
-    return out
+    lex = LEXICON
+    tokens = lex.tokens
+    return [tokens[i] for chunk in text.split() for i in lex.chunk_ids(chunk)]
+
+
+# --- sentences (spaCy's Sentencizer over the tokens) ---------------------------------------------------
+_sentence_memo: dict[str, tuple[int, bool | None, bool]] = {}
+_SPACES = re.compile(r"(\s+)")
+
+
+def _chunk_sentence_state(chunk: str) -> tuple[int, bool | None, bool]:
+    """(boundaries found starting from "no period seen", state after it or None if unchanged,
+    whether a non-punctuation token comes before any sentence-ending one)."""
+    memo = _sentence_memo.get(chunk)
+    if memo is None:
+        fires, state, first_plain = 0, None, None
+        for token in split_chunk(chunk):
+            if token in SENTENCE_PUNCT:
+                state = True
+                first_plain = False if first_plain is None else first_plain
+            elif not all(unicodedata.category(c).startswith("P") for c in token):
+                if state:
+                    fires += 1
+                state = False
+                first_plain = True if first_plain is None else first_plain
+        memo = _sentence_memo[chunk] = (fires, state, bool(first_plain))
+        if len(_sentence_memo) > _Lexicon.MAX_CHUNKS:
+            _sentence_memo.clear()
+    return memo
+
+
+def count_sentences(text: str) -> int:
+    """Sentences spaCy's ``Sentencizer`` finds in ``text`` (DataTrove's ``len(split_into_sentences(text))``).
+
+    A sentence ends after a token in ``SENTENCE_PUNCT`` once a token that is not punctuation follows.
+    Whitespace other than one space between chunks is a token of its own for spaCy, so it counts too."""
+    parts = _SPACES.split(text)
+    seen_period, sentences = False, 0
+    for k, part in enumerate(parts):
+        if not part:
+            continue
+        if k % 2:  # a whitespace run: a token unless it is the single space separating two chunks
+            if k == 1 and not parts[0] or part[0] != " " or len(part) > 1:
+                sentences += sentences == 0
+                if seen_period:
+                    sentences += 1
+                seen_period = False
+            continue
+        fires, state, first_plain = _chunk_sentence_state(part)
+        sentences += sentences == 0
+        sentences += fires + (seen_period and first_plain)
+        if state is not None:
+            seen_period = state
+        elif seen_period and first_plain:
+            seen_period = False
+    return sentences

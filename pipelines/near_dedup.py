@@ -1,10 +1,9 @@
 """The distributed plan for near-duplicate removal (``MinHashDedup``) on Ray Data.
 
     1. sketch    every document -> one (band, bucket, id) row per LSH band (compiled, whole batches)
-    2. bucket    hash-grouped by (band, bucket) across the cluster; buckets with >1 member -> candidate
-                 pairs, de-duplicated across bands
-    3. verify    the texts of candidate documents only are joined to the pairs, and each pair's exact
-                 shingle-set Jaccard (or signature agreement) is checked against the threshold
+    2. bucket    hash-grouped by (band, bucket) across the cluster; buckets with >1 member -> candidate pairs
+    3. verify    the pairs are joined to both documents' texts, and each pair's exact shingle-set Jaccard
+                 (or signature agreement) is computed; the driver keeps one result per distinct pair
     4. cluster   connected components over verified edges only (never raw bucket co-membership, which
                  chains unrelated documents that share boilerplate); the keep rule picks one per cluster
     5. annotate  every row is joined to its cluster decision; the runner's StageTask rejects the others
@@ -50,33 +49,15 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dic
         first, second = pairs_from_buckets(shared["ids"].to_pylist())
         return pa.table({"a": pa.array(first, pa.string()), "b": pa.array(second, pa.string())})
 
-    pairs = grouped.map_batches(to_pairs, batch_format="pyarrow").groupby(["a", "b"], num_partitions=num_partitions)
-    pairs = pairs.count().select_columns(["a", "b"]).materialize()
-    candidates = pairs.count()
+    pairs = _collect(grouped.map_batches(to_pairs, batch_format="pyarrow"))
+    if not pairs.num_columns:
+        pairs = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string())})
+    pairs = pairs.group_by(["a", "b"]).aggregate([])  # a pair found in several bands is checked once
+    candidates = pairs.num_rows
     seconds["sketch_and_bucket"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    edges = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string())})
-    if candidates:
-        def endpoints(batch: pa.Table) -> pa.Table:
-            return pa.table({"id": pa.concat_arrays([batch["a"].combine_chunks(), batch["b"].combine_chunks()])})
-
-        wanted = pairs.map_batches(endpoints, batch_format="pyarrow").groupby("id", num_partitions=num_partitions).count()
-        texts = ds.select_columns(["id", op.text_column]).join(wanted.select_columns(["id"]), join_type="inner",
-                                                                num_partitions=num_partitions, on=("id",)).materialize()
-        with_a = pairs.join(texts.rename_columns({"id": "a", op.text_column: "text_a"}), join_type="inner",
-                            num_partitions=num_partitions, on=("a",))
-        with_b = with_a.join(texts.rename_columns({"id": "b", op.text_column: "text_b"}), join_type="inner",
-                             num_partitions=num_partitions, on=("b",))
-
-        def verify(batch: pa.Table) -> pa.Table:
-            similarity = pa.array(op.similarities(batch["text_a"], batch["text_b"]), pa.float64())
-            return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(
-                pa.compute.greater_equal(similarity, op.threshold))
-
-        verified = _collect(with_b.map_batches(verify, batch_format="pyarrow"))
-        if verified.num_columns:
-            edges = verified
+    edges = _verify(ds, op, pairs, num_partitions)
     seconds["verify"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -93,6 +74,38 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dic
              "seconds": {phase: round(value, 3) for phase, value in seconds.items()}}
     joined = ds.join(ray.data.from_arrow(decisions), join_type="left_outer", num_partitions=num_partitions, on=("id",))
     return joined, stats
+
+
+def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Table:
+    """The pairs whose similarity reaches the threshold. Candidate documents are few next to the corpus, so
+    their texts are gathered once into the object store and shared with the verification tasks (a broadcast
+    join), instead of shuffling every text twice."""
+    import ray
+    import ray.data
+
+    if not pairs.num_rows:
+        return pairs
+    wanted = pa.compute.unique(pa.concat_arrays([pairs["a"].combine_chunks(), pairs["b"].combine_chunks()]))
+
+    def candidate_texts(batch: pa.Table) -> pa.Table:
+        mask = pa.compute.is_in(batch["id"].cast(pa.string()), value_set=wanted)
+        return batch.select(["id", op.text_column]).filter(mask)
+
+    texts = _collect(ds.map_batches(candidate_texts, batch_format="pyarrow"))
+    texts_ref = ray.put(texts)
+
+    def verify(batch: pa.Table) -> pa.Table:
+        table = ray.get(texts_ref)
+        ids = table["id"].cast(pa.string())
+        first = table[op.text_column].take(pa.compute.index_in(batch["a"], value_set=ids))
+        second = table[op.text_column].take(pa.compute.index_in(batch["b"], value_set=ids))
+        similarity = pa.array(op.similarities(first, second), pa.float64())
+        keep = pa.compute.greater_equal(similarity, op.threshold)
+        return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(keep)
+
+    chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256))
+    edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow"))
+    return edges if edges.num_columns else pairs.slice(0, 0)
 
 
 def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int) -> pa.Table:

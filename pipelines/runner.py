@@ -118,7 +118,7 @@ def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dic
 
 
 def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | None = None, resume: bool = False,
-                 num_cpus: int | None = None, verbose: bool = False, num_partitions: int = 8) -> dict[str, Any]:
+                 num_cpus: int | None = None, verbose: bool = False, num_partitions: int | None = None) -> dict[str, Any]:
     """Run ``pipeline`` and return its manifest. See the module docstring for what is written where."""
     if pipeline.source is None:
         raise DistilleryError(f"pipeline {pipeline.name!r}: call read_parquet(...) before running it")
@@ -130,6 +130,8 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
     source = pipeline.source
     inputs = validate_inputs(source.path, list(source.columns) if source.columns else None)
     check_output_location(out, inputs.files)
+    # Shuffle partitions for global stages: about one per 128 MB of input, between 2 and 64.
+    num_partitions = num_partitions or max(2, min(64, inputs.bytes // (128 * 1024**2)))
     stages = pipeline.planned_stages()
     hashes = chain_hashes(source.config(), inputs.fingerprint, [stage_config(s) for s in stages])
     previous_manifest = read_manifest(out) if resume else None
