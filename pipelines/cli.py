@@ -1,4 +1,4 @@
-"""The ``distillery`` command line: run, filter, submit, jobs, inspect.
+"""The ``distillery`` command line: run, filter, dedup, submit, jobs, inspect.
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
 exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
@@ -38,6 +38,24 @@ def _parser() -> argparse.ArgumentParser:
     filters.add_argument("--num-cpus", type=int)
     filters.add_argument("--verbose", action="store_true")
 
+    dedup = commands.add_parser("dedup", help="remove near-duplicates (MinHash LSH) from a Parquet input")
+    dedup.add_argument("input", help="Parquet file, directory or glob")
+    dedup.add_argument("output", help="output directory (kept rows; _clusters/ and _rejected/ beside them)")
+    dedup.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of duplicates")
+    dedup.add_argument("--ngram", type=int, default=5, help="word n-gram size of the shingles")
+    dedup.add_argument("--char-ngrams", type=int, metavar="N", help="use character N-grams instead of words")
+    dedup.add_argument("--num-perm", type=int, default=128, help="MinHash permutations")
+    dedup.add_argument("--bands", type=int, help="LSH bands (with --rows; default: chosen from the threshold)")
+    dedup.add_argument("--rows", type=int, help="rows per band")
+    dedup.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                       help="check candidate pairs' exact Jaccard (default) or only their signatures")
+    dedup.add_argument("--seed", type=int, default=1)
+    dedup.add_argument("--score-column", help="keep the highest-scoring document of each cluster")
+    dedup.add_argument("--address")
+    dedup.add_argument("--resume", action="store_true")
+    dedup.add_argument("--num-cpus", type=int)
+    dedup.add_argument("--verbose", action="store_true")
+
     submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
@@ -74,6 +92,16 @@ def _filter(args: argparse.Namespace) -> int:
     return _execute(pipeline.write_parquet(args.output), args)
 
 
+def _dedup(args: argparse.Namespace) -> int:
+    from operators import MinHashDedup
+    from pipelines.dsl import Pipeline
+
+    op = MinHashDedup(threshold=args.threshold, ngram=args.char_ngrams or args.ngram,
+                      char_ngrams=args.char_ngrams is not None, num_perm=args.num_perm, bands=args.bands,
+                      rows=args.rows, verify=args.verify, seed=args.seed, score_column=args.score_column)
+    return _execute(Pipeline("dedup").read_parquet(args.input).dedup(op).write_parquet(args.output), args)
+
+
 def _execute(pipeline, args: argparse.Namespace) -> int:
     from pipelines.runner import run_pipeline
 
@@ -87,6 +115,11 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
         metrics = "".join(f"  {k}={v:,}" for k, v in stage.get("metrics", {}).items())
         print(f"  {stage['name']:<16} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
               f"rejected {stage['rows_rejected']:>8,}{note}{metrics}")
+    for stage in manifest["stages"]:
+        if "plan" in stage:
+            plan = stage["plan"]
+            print(f"  {stage['name']}: {plan['candidate_pairs']:,} candidate pairs, {plan['verified_pairs']:,} verified, "
+                  f"{plan['clusters']:,} clusters ({plan['bands']} bands x {plan['rows']} rows)")
     print(f"output:   {manifest['output']['path']}")
     print(f"rejects:  {manifest['output']['path']}/_rejected/")
     print(f"manifest: {manifest['output']['path']}/_manifest.json")
@@ -129,7 +162,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "filter": _filter, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
     try:
         return handler(args)
     except (DistilleryError, ParameterError) as exc:

@@ -14,7 +14,7 @@ from operators import REASON, ParameterError
 from operators.minhash import (MinHashDedup, datasketch_signatures, optimal_bands, prepare_text, shingle_hashes,
                                shingle_strings)
 from pipelines import Pipeline
-from tests.conftest import sample_rows, write_docs
+from tests.conftest import SAMPLE, sample_rows, write_docs
 
 
 def edit_words(text: str, fraction: float, seed: int) -> str:
@@ -105,4 +105,19 @@ def test_minhash_dedup_in_a_pipeline_is_the_same_with_one_and_many_blocks(tmp_pa
         manifest = Pipeline("near").read_parquet(str(data), num_blocks=blocks).dedup(MinHashDedup()).run(output=str(out))
         assert manifest["stages"][1]["reject_reasons"] == {"near-duplicate": 8}
         kept.append(sorted(pq.read_table(out)["id"].to_pylist()))
+        clusters = pq.read_table(out / "_clusters" / "01-min_hash_dedup").sort_by("id").to_pylist()
+        assert len(clusters) == len(rows)  # one row per document that entered the stage
+        assert sorted(c["id"] for c in clusters if c["kept"]) == kept[-1]
+        by_id = {c["id"]: c for c in clusters}
+        assert by_id["zz-near-0"]["cluster"] == min("zz-near-0", rows[0]["id"]) and not by_id["zz-near-0"]["kept"]
+        assert manifest["stages"][1]["plan"]["clusters"] == 8 and manifest["stages"][1]["plan"]["duplicates"] == 8
     assert kept[0] == kept[1] and not any(i.startswith("zz-near") for i in kept[0])
+
+
+def test_dedup_command_names_bad_parameters(capsys):
+    from pipelines.cli import main
+
+    for argv, field in ((["--threshold", "1.2"], "threshold"), (["--ngram", "0"], "ngram"),
+                        (["--bands", "30", "--rows", "10"], "bands")):
+        assert main(["dedup", str(SAMPLE), "/tmp/never-written", *argv]) == 2
+        assert f"MinHashDedup.{field}:" in capsys.readouterr().err
