@@ -1,10 +1,11 @@
 """Pure data operators on Arrow batches (see ``operators.base`` for the contract). No Ray imports here."""
 from operators.base import DETAIL, REASON, Dedup, Filter, Operator, ParameterError, Resources
+from operators.boilerplate import BoilerplateLines
 from operators.decontaminate import Decontaminate
 from operators.dedup import ExactDedup
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
 from operators.text import LengthFilter, Normalize, RequireText, normalize_text
 
-__all__ = ["DETAIL", "REASON", "Decontaminate", "Dedup", "ExactDedup", "Filter", "LengthFilter", "MinHashDedup",
+__all__ = ["DETAIL", "REASON", "BoilerplateLines", "Decontaminate", "Dedup", "ExactDedup", "Filter", "LengthFilter", "MinHashDedup",
            "Normalize", "Operator", "ParameterError", "RedactPII", "RequireText", "Resources", "normalize_text"]

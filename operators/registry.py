@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from operators.base import Operator, ParameterError, snake_case
+from operators.boilerplate import BoilerplateLines
 from operators.decontaminate import Decontaminate
 from operators.dedup import ExactDedup
 from operators.minhash import MinHashDedup
@@ -15,7 +16,7 @@ from operators.pii import RedactPII
 from operators.text import LengthFilter, Normalize, RequireText
 
 CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup, RedactPII,
-                                       Decontaminate)
+                                       Decontaminate, BoilerplateLines)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
 
 

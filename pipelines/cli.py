@@ -88,7 +88,8 @@ def _filter(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.ops.split(",") if name.strip()]
     pipeline = Pipeline("filter").read_parquet(args.input)
     for op in build(names, parse_settings(args.set)):
-        pipeline = {"map": pipeline.map, "filter": pipeline.filter, "dedup": pipeline.dedup}[op.kind](op)
+        add = {"map": pipeline.map, "filter": pipeline.filter, "dedup": pipeline.dedup, "line_dedup": pipeline.dedup}
+        pipeline = add[op.kind](op)
     return _execute(pipeline.write_parquet(args.output), args)
 
 
@@ -113,13 +114,12 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
     for stage in manifest["stages"]:
         note = " (reused)" if stage["skipped"] else ""
         metrics = "".join(f"  {k}={v:,}" for k, v in stage.get("metrics", {}).items())
-        print(f"  {stage['name']:<16} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
+        print(f"  {stage['name']:<18} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
               f"rejected {stage['rows_rejected']:>8,}{note}{metrics}")
     for stage in manifest["stages"]:
         if "plan" in stage:
-            plan = stage["plan"]
-            print(f"  {stage['name']}: {plan['candidate_pairs']:,} candidate pairs, {plan['verified_pairs']:,} verified, "
-                  f"{plan['clusters']:,} clusters ({plan['bands']} bands x {plan['rows']} rows)")
+            facts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in stage["plan"].items() if isinstance(v, int))
+            print(f"  {stage['name']}: {facts}")
     print(f"output:   {manifest['output']['path']}")
     print(f"rejects:  {manifest['output']['path']}/_rejected/")
     print(f"manifest: {manifest['output']['path']}/_manifest.json")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from operators import Dedup, Filter, Operator, ParameterError, RequireText
+from operators import BoilerplateLines, Dedup, Filter, Operator, ParameterError, RequireText
 from pipelines.errors import DistilleryError
 
 
@@ -72,8 +72,9 @@ class Pipeline:
             pipe = pipe._add(op, "filter")
         return pipe
 
-    def dedup(self, op: Dedup) -> Pipeline:
-        """A global deduplication stage over the whole dataset (duplicates are rejected, not dropped)."""
+    def dedup(self, op: Dedup | BoilerplateLines) -> Pipeline:
+        """A global stage over the whole dataset: document dedup (duplicates are rejected, not dropped) or
+        line-level boilerplate removal."""
         return self._add(op, "dedup")
 
     def write_parquet(self, path: str) -> Pipeline:
@@ -81,7 +82,8 @@ class Pipeline:
         return replace(self, output=str(path))
 
     def _add(self, op: Operator, method: str) -> Pipeline:
-        if not isinstance(op, Operator) or op.kind != method:
+        kinds = {"dedup": ("dedup", "line_dedup")}.get(method, (method,))
+        if not isinstance(op, Operator) or op.kind not in kinds:
             expected = {"map": "Operator", "filter": "Filter", "dedup": "Dedup"}[method]
             raise ParameterError(f"{method}: expected a {expected} operator, got {op!r}")
         name = op.name

@@ -80,6 +80,7 @@ class StageTask:
     ledger: Any               # ray.actor.ActorHandle of a Ledger
     annotate_only: bool = False  # dedup: the batch arrives with ``keep_id``; annotate instead of calling op
     clusters_dir: str | None = None  # dedup: where (id, cluster, kept) for every row goes
+    context: Any = None  # line_dedup: an object ref to the frequent line keys
 
     def __post_init__(self) -> None:
         if self.op.stateful:
@@ -93,6 +94,8 @@ class StageTask:
         fingerprint = batch_fingerprint(batch)
         if self.annotate_only:
             batch = self._annotate_dedup(batch, fingerprint)
+        elif self.context is not None:
+            batch = self.op.remove(batch, ray.get(self.context))
         else:
             batch = self.op(batch)
         if batch.num_rows != rows_in:

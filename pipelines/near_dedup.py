@@ -1,4 +1,5 @@
-"""The distributed plan for near-duplicate removal (``MinHashDedup``) on Ray Data.
+"""The distributed plans of the global text operators on Ray Data: near-duplicate removal (``MinHashDedup``)
+and, at the end, line-level boilerplate counting (``BoilerplateLines``).
 
     1. sketch    every document -> one (band, bucket, id) row per LSH band (compiled, whole batches)
     2. bucket    hash-grouped by (band, bucket) across the cluster; buckets with >1 member -> candidate pairs
@@ -19,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from operators.boilerplate import BoilerplateLines
 from operators.minhash import MinHashDedup, label_components, pairs_from_buckets
 
 
@@ -106,6 +108,22 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
     chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256))
     edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow"))
     return edges if edges.num_columns else pairs.slice(0, 0)
+
+
+def frequent_lines(ds, op: BoilerplateLines, num_partitions: int) -> tuple[Any, frozenset[str], dict[str, Any]]:
+    """(the materialised rows, keys of the lines found in more than ``op.max_documents`` documents, stats),
+    counted across the dataset (hash-grouped by line key; only the frequent keys come back to the driver).
+    The rows are materialised because they are read twice: upstream stages must run once."""
+    started = time.perf_counter()
+    ds = ds.materialize()
+    counts = ds.map_batches(op.line_keys, batch_format="pyarrow").groupby("key", num_partitions=num_partitions).count()
+
+    def frequent_only(batch: pa.Table) -> pa.Table:
+        return batch.filter(pa.compute.greater(batch["count()"], op.max_documents))
+
+    frequent = _collect(counts.map_batches(frequent_only, batch_format="pyarrow"))
+    keys = frozenset(frequent["key"].to_pylist()) if frequent.num_columns else frozenset()
+    return ds, keys, {"boilerplate_lines": len(keys), "seconds": {"count_lines": round(time.perf_counter() - started, 3)}}
 
 
 def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int) -> pa.Table:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dsl import Pipeline, Stage
-from pipelines.errors import DistilleryError
+from pipelines.errors import AccountingError, DistilleryError
 from pipelines.execute import Ledger, StageTask, empty_totals
 from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
-from pipelines.near_dedup import near_dedup_plan
+from pipelines.near_dedup import frequent_lines, near_dedup_plan
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now,
                                 read_manifest)
 from pipelines.session import RayOptions, ray_session
@@ -43,8 +43,11 @@ def check_output_location(output: Path, input_files: list[str]) -> None:
     for f in input_files:
         if resolved == Path(f).resolve().parent or resolved in Path(f).resolve().parents:
             raise DistilleryError(f"{output}: the output directory contains input file {f}; choose another output")
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / MANIFEST).exists()
-                                                   and not (output / CHECKPOINTS).exists())):
+    if output.exists() and not output.is_dir():
+        raise DistilleryError(f"{output}: exists and is not a directory")
+    ours = (MANIFEST, REJECTED, CLUSTERS, CHECKPOINTS)
+    if output.exists() and any(output.iterdir()) and not (any((output / name).exists() for name in ours)
+                                                          or any(output.glob(".staging-*"))):
         raise DistilleryError(f"{output}: exists and is not a Distillery output; choose a new or empty directory")
 
 
@@ -56,6 +59,11 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
                      rejected_dir=str(out / REJECTED / stage_dirname(index, stage)) if stage.kind != "map" else None)
     if stage.kind == "dedup":
         task_args.update(annotate_only=True, clusters_dir=str(out / CLUSTERS / stage_dirname(index, stage)))
+    if stage.kind == "line_dedup":
+        ds, frequent, stats = frequent_lines(ds, op, num_partitions)
+        ray.get(ledger.describe.remote(index, stats))
+        return ds.map_batches(StageTask(**task_args, context=ray.put(frequent)), batch_format="pyarrow",
+                              batch_size=res.batch_size)
     if stage.kind == "dedup" and not op.keys_are_global:
         joined, stats = near_dedup_plan(ds, op, num_partitions)
         ray.get(ledger.describe.remote(index, stats))
@@ -208,13 +216,18 @@ def _commit(staging: Path, out: Path) -> None:
 def _finish(out: Path, pipeline: Pipeline, inputs, records: list[dict], started_at: str, started: float,
             ray_info: dict, resumed: bool) -> dict[str, Any]:
     files, rows, size = parquet_rows(out)
-    accounting = check_accounting(records, inputs.rows, rows, out)
     manifest = {
         "pipeline": pipeline.name, "status": "complete", "resumed": resumed,
         "started_at": started_at, "finished_at": now(), "seconds": round(time.perf_counter() - started, 3),
         "input": {"path": pipeline.source.path, "files": len(inputs.files), "rows": inputs.rows, "bytes": inputs.bytes},
         "output": {"path": str(out), "files": files, "rows": rows, "bytes": size},
-        "accounting": accounting, "stages": records, "ray": ray_info, "versions": library_versions(),
+        "accounting": None, "stages": records, "ray": ray_info, "versions": library_versions(),
     }
+    try:
+        manifest["accounting"] = check_accounting(records, inputs.rows, rows, out)
+    except AccountingError as exc:  # keep the evidence: a manifest that says what did not balance
+        manifest.update(status="failed", error=str(exc))
+        write_json_atomic(manifest, out / MANIFEST)
+        raise
     write_json_atomic(manifest, out / MANIFEST)
     return manifest
