@@ -11,8 +11,10 @@ through a shared bucket) and the keep rule of ``operators.base.Dedup``.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -171,6 +173,12 @@ def components(num_docs: int, edges: np.ndarray) -> np.ndarray:
     return np.array([root(x) for x in range(num_docs)])
 
 
+def reference_index(path: str) -> Path | None:
+    """The ``_lsh_index/NN-stage`` folder of an earlier output (the last one, if it has several)."""
+    found = sorted(Path(path).glob("_lsh_index/*/params.json"))
+    return found[-1].parent if found else None
+
+
 def pairs_from_buckets(members: list[list[str]]) -> tuple[list[str], list[str]]:
     """Candidate pairs (a < b) from the id lists of LSH buckets, with the same large-bucket rule as
     ``candidate_pairs``: all pairs up to ``MAX_BUCKET_PAIRS`` members, else each member with the first."""
@@ -218,8 +226,21 @@ class MinHashDedup(Dedup):
     lowercase: bool = True
     strip_punctuation: bool = True
     datasketch_compatible: bool = False
+    # Earlier Distillery outputs of a MinHash stage (with ``_lsh_index/``): documents near-duplicate to
+    # one of theirs are rejected too (cross-dump dedup). Their index parameters must equal ours.
+    reference: tuple[str, ...] = ()
+
+    def index_params(self) -> dict:
+        """What must agree between this operator and an index it is compared with."""
+        bands, rows = self.band_layout()
+        return {"ngram": self.ngram, "char_ngrams": self.char_ngrams, "num_perm": self.num_perm, "bands": bands,
+                "rows": rows, "seed": self.seed, "lowercase": self.lowercase,
+                "strip_punctuation": self.strip_punctuation, "datasketch_compatible": self.datasketch_compatible}
 
     def __post_init__(self) -> None:
+        if isinstance(self.reference, (str, list)):
+            object.__setattr__(self, "reference", (self.reference,) if isinstance(self.reference, str)
+                               else tuple(self.reference))
         check(isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1, self, "threshold",
               f"must lie strictly between 0 and 1, got {self.threshold!r}")
         check(isinstance(self.ngram, int) and self.ngram >= 1, self, "ngram", f"must be an integer >= 1, got {self.ngram!r}")
@@ -233,6 +254,12 @@ class MinHashDedup(Dedup):
                   and self.bands * self.rows <= self.num_perm, self, "bands",
                   f"bands x rows ({self.bands} x {self.rows}) must be positive integers with a product <= num_perm "
                   f"({self.num_perm})")
+        for path in self.reference:
+            check(bool(reference_index(path)), self, "reference",
+                  f"{path} holds no MinHash index (_lsh_index/*/params.json); run MinHashDedup on it first")
+            found = json.loads((reference_index(path) / "params.json").read_text())
+            check(found == self.index_params(), self, "reference",
+                  f"{path} was indexed with {found}, which differs from this operator's {self.index_params()}")
 
     def band_layout(self) -> tuple[int, int]:
         if self.bands is not None:

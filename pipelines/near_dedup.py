@@ -21,7 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 from operators.boilerplate import BoilerplateLines
-from operators.minhash import MinHashDedup, label_components, pairs_from_buckets
+from operators.minhash import MinHashDedup, label_components, pairs_from_buckets, reference_index
+from pipelines.io import list_parquet_files
 
 
 def _collect(ds) -> pa.Table:
@@ -31,7 +32,23 @@ def _collect(ds) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
-def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dict[str, Any]]:
+REFERENCE_MARK = "\x00"  # ids of reference documents are "\x00K\x00ID": they sort first and never clash
+
+
+def _reference_ids(k: int):
+    def mark(batch: pa.Table) -> pa.Table:
+        ids = pa.compute.binary_join_element_wise(f"{REFERENCE_MARK}{k}{REFERENCE_MARK}", batch["id"].cast(pa.string()), "")
+        return batch.set_column(batch.schema.get_field_index("id"), "id", ids)
+    return mark
+
+
+def _readable(encoded: str, op: MinHashDedup) -> str:
+    """``\x00K\x00ID`` -> ``ID in REFERENCE_PATH``."""
+    _, k, doc_id = encoded.split(REFERENCE_MARK, 2)
+    return f"{doc_id} in {op.reference[int(k)]}"
+
+
+def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -> tuple[Any, dict[str, Any]]:
     """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest)."""
     import ray.data
     from ray.data.aggregate import AsList, Count
@@ -42,8 +59,13 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dic
     seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    buckets = ds.map_batches(op.bucket_rows, batch_format="pyarrow", batch_size=op.resources.batch_size)
-    grouped = buckets.groupby(["band", "bucket"], num_partitions=num_partitions).aggregate(
+    buckets = ds.map_batches(op.bucket_rows, batch_format="pyarrow", batch_size=op.resources.batch_size).materialize()
+    everything = buckets
+    for k, path in enumerate(op.reference):
+        earlier = ray.data.read_parquet(str(reference_index(path) / "buckets")).map_batches(_reference_ids(k),
+                                                                                       batch_format="pyarrow")
+        everything = everything.union(earlier)
+    grouped = everything.groupby(["band", "bucket"], num_partitions=num_partitions).aggregate(
         Count(alias_name="members"), AsList("id", alias_name="ids"))
 
     def to_pairs(batch: pa.Table) -> pa.Table:
@@ -65,11 +87,16 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int) -> tuple[Any, dic
     started = time.perf_counter()
     first, second = edges["a"].to_pylist(), edges["b"].to_pylist()
     labels = label_components(first, second)
-    decisions = _decisions(ds, op, labels, num_partitions)
+    decisions, of_reference = _decisions(ds, op, labels, num_partitions)
     seconds["cluster"] = time.perf_counter() - started
+    if index_dir is not None:
+        started = time.perf_counter()
+        _write_index(buckets, decisions, op, index_dir)
+        seconds["index"] = time.perf_counter() - started
 
     sizes = Counter(Counter(labels.values()).values())
-    stats = {"candidate_pairs": candidates, "verified_pairs": len(first), "clusters": sum(sizes.values()),
+    stats = {"candidate_pairs": candidates,
+             "duplicates_of_reference": of_reference, "verified_pairs": len(first), "clusters": sum(sizes.values()),
              "duplicates": len(labels) - sum(sizes.values()),
              "cluster_sizes": {str(size): count for size, count in sorted(sizes.items())},
              "bands": op.band_layout()[0], "rows": op.band_layout()[1],
@@ -93,14 +120,26 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
         mask = pa.compute.is_in(batch["id"].cast(pa.string()), value_set=wanted)
         return batch.select(["id", op.text_column]).filter(mask)
 
-    texts = _collect(ds.map_batches(candidate_texts, batch_format="pyarrow"))
+    sources = [ds]
+    for k, path in enumerate(op.reference):
+        files = [str(f) for f in list_parquet_files(path)]
+        sources.append(ray.data.read_parquet(files, columns=["id", op.text_column]).map_batches(
+            _reference_ids(k), batch_format="pyarrow"))
+    texts = pa.concat_tables([_collect(source.map_batches(candidate_texts, batch_format="pyarrow")) for source in sources],
+                             promote_options="permissive")
+    texts = pa.table({"id": texts["id"].cast(pa.string()), op.text_column: texts[op.text_column].cast(pa.string())})
     texts_ref = ray.put(texts)
 
     def verify(batch: pa.Table) -> pa.Table:
         table = ray.get(texts_ref)
         ids = table["id"].cast(pa.string())
-        first = table[op.text_column].take(pa.compute.index_in(batch["a"], value_set=ids))
-        second = table[op.text_column].take(pa.compute.index_in(batch["b"], value_set=ids))
+        found_a = pa.compute.index_in(batch["a"], value_set=ids)
+        found_b = pa.compute.index_in(batch["b"], value_set=ids)
+        # A reference document missing from its output (a later stage rejected it) cannot be compared.
+        present = pa.compute.and_(pa.compute.is_valid(found_a), pa.compute.is_valid(found_b))
+        batch, found_a, found_b = batch.filter(present), found_a.filter(present), found_b.filter(present)
+        first = table[op.text_column].take(found_a)
+        second = table[op.text_column].take(found_b)
         similarity = pa.array(op.similarities(first, second), pa.float64())
         keep = pa.compute.greater_equal(similarity, op.threshold)
         return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(keep)
@@ -137,7 +176,31 @@ def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int
             ray.data.from_arrow(pa.table({"id": ids})), join_type="inner", num_partitions=num_partitions, on=("id",)))
         narrow = narrow.join(scores, "id")
     if not len(ids):
-        return pa.table({"id": ids, "keep_id": ids, "cluster": ids})
+        return pa.table({"id": ids, "keep_id": ids, "cluster": ids}), 0
     winners = op.choose(narrow)
     decided = narrow.select(["key", "id"]).join(winners, "key")
-    return pa.table({"id": decided["id"], "keep_id": decided["keep_id"], "cluster": decided["key"]})
+    keep_ids = decided["keep_id"].to_pylist()
+    clusters = decided["key"].to_pylist()
+    of_reference = sum(1 for i, k in zip(decided["id"].to_pylist(), keep_ids)
+                       if k.startswith(REFERENCE_MARK) and not i.startswith(REFERENCE_MARK))
+    if op.reference:  # a cluster with a reference document keeps that one (already in an earlier dump)
+        keep_ids = [_readable(k, op) if k.startswith(REFERENCE_MARK) else k for k in keep_ids]
+        clusters = [_readable(c, op) if c.startswith(REFERENCE_MARK) else c for c in clusters]
+    table = pa.table({"id": decided["id"], "keep_id": pa.array(keep_ids, pa.string()),
+                      "cluster": pa.array(clusters, pa.string())})
+    return table.filter(pa.compute.invert(pa.compute.starts_with(table["id"], REFERENCE_MARK))), of_reference
+
+
+def _write_index(buckets, decisions: pa.Table, op: MinHashDedup, index_dir) -> None:
+    """Persist the LSH buckets of the documents this stage keeps, for later cross-dump runs."""
+    import json
+    import shutil
+
+    rejected = decisions.filter(pa.compute.not_equal(decisions["id"], decisions["keep_id"]))["id"]
+
+    def kept_only(batch: pa.Table) -> pa.Table:
+        return batch.filter(pa.compute.invert(pa.compute.is_in(batch["id"].cast(pa.string()), value_set=rejected)))
+
+    shutil.rmtree(index_dir, ignore_errors=True)
+    buckets.map_batches(kept_only, batch_format="pyarrow").write_parquet(str(index_dir / "buckets"), compression="zstd")
+    (index_dir / "params.json").write_text(json.dumps(op.index_params(), indent=2) + "\n")

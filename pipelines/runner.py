@@ -27,6 +27,7 @@ from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, librar
 from pipelines.session import RayOptions, ray_session
 
 CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
+LSH_INDEX = "_lsh_index"
 
 
 def stage_config(stage: Stage) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def check_output_location(output: Path, input_files: list[str]) -> None:
             raise DistilleryError(f"{output}: the output directory contains input file {f}; choose another output")
     if output.exists() and not output.is_dir():
         raise DistilleryError(f"{output}: exists and is not a directory")
-    ours = (MANIFEST, REJECTED, CLUSTERS, CHECKPOINTS)
+    ours = (MANIFEST, REJECTED, CLUSTERS, CHECKPOINTS, LSH_INDEX)
     if output.exists() and any(output.iterdir()) and not (any((output / name).exists() for name in ours)
                                                           or any(output.glob(".staging-*"))):
         raise DistilleryError(f"{output}: exists and is not a Distillery output; choose a new or empty directory")
@@ -65,7 +66,7 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
         return ds.map_batches(StageTask(**task_args, context=ray.put(frequent)), batch_format="pyarrow",
                               batch_size=res.batch_size)
     if stage.kind == "dedup" and not op.keys_are_global:
-        joined, stats = near_dedup_plan(ds, op, num_partitions)
+        joined, stats = near_dedup_plan(ds, op, num_partitions, index_dir=out / LSH_INDEX / stage_dirname(index, stage))
         ray.get(ledger.describe.remote(index, stats))
         return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if stage.kind == "dedup":
@@ -196,7 +197,7 @@ def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], ind
 def _clear(out: Path, stages: list[Stage], start: int) -> None:
     """Remove rejects and checkpoints of the stages about to run (earlier ones are being reused)."""
     for index in range(start, len(stages)):
-        for parent in (REJECTED, CLUSTERS, CHECKPOINTS):
+        for parent in (REJECTED, CLUSTERS, CHECKPOINTS, LSH_INDEX):
             shutil.rmtree(out / parent / stage_dirname(index, stages[index]), ignore_errors=True)
     for leftover in out.glob(".staging-*") if out.exists() else []:
         shutil.rmtree(leftover, ignore_errors=True)

@@ -121,3 +121,26 @@ def test_dedup_command_names_bad_parameters(capsys):
                         (["--bands", "30", "--rows", "10"], "bands")):
         assert main(["dedup", str(SAMPLE), "/tmp/never-written", *argv]) == 2
         assert f"MinHashDedup.{field}:" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_cross_dump_dedup_against_an_earlier_runs_index(tmp_path):
+    rows = [r for r in sample_rows(400) if len(r["text"].split()) >= 100][:24]
+    first = write_docs(tmp_path / "dump1", rows[:16], files=2)
+    later = rows[16:] + [{"id": f"new-{k}", "text": edit_words(r["text"], 0.01, k), "source": "x"}
+                         for k, r in enumerate(rows[:4])]
+    second = write_docs(tmp_path / "dump2", later, files=2)
+    Pipeline("dump1").read_parquet(str(first)).dedup(MinHashDedup()).run(output=str(tmp_path / "out1"))
+    assert (tmp_path / "out1" / "_lsh_index" / "01-min_hash_dedup" / "params.json").exists()
+
+    manifest = (Pipeline("dump2").read_parquet(str(second))
+                .dedup(MinHashDedup(reference=(str(tmp_path / "out1"),))).run(output=str(tmp_path / "out2")))
+    assert sorted(pq.read_table(tmp_path / "out2")["id"].to_pylist()) == sorted(r["id"] for r in rows[16:])
+    assert manifest["stages"][1]["plan"]["duplicates_of_reference"] == 4
+    details = dict(zip(*pq.read_table(tmp_path / "out2" / "_rejected").select(["id", "detail"]).to_pydict().values()))
+    assert details["new-2"] == f"near-duplicate of {rows[2]['id']} in {tmp_path / 'out1'}"
+
+    with pytest.raises(ParameterError, match=r"MinHashDedup\.reference: .* was indexed with"):
+        MinHashDedup(num_perm=64, reference=(str(tmp_path / "out1"),))
+    with pytest.raises(ParameterError, match=r"MinHashDedup\.reference: .* holds no MinHash index"):
+        MinHashDedup(reference=(str(first),))
