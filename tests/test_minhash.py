@@ -94,13 +94,15 @@ def test_bad_parameters_name_the_field(kwargs, field):
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_minhash_dedup_in_a_pipeline_is_the_same_with_one_and_many_blocks(tmp_path):
+def test_minhash_dedup_in_a_pipeline_is_the_same_whatever_the_blocks_files_and_order(tmp_path):
     rows = [r for r in sample_rows(200) if len(r["text"].split()) >= 80][:25]
     rows += [{"id": f"zz-near-{k}", "text": edit_words(r["text"], 0.01, k), "source": r["source"]}
              for k, r in enumerate(rows[:8])]
-    data = write_docs(tmp_path / "in", rows, files=3)
+    shuffled = rows[::-1]
+    random.Random(5).shuffle(shuffled)
+    inputs = {1: write_docs(tmp_path / "in-1", rows, files=1), 5: write_docs(tmp_path / "in-5", shuffled, files=3)}
     kept = []
-    for blocks in (1, 5):
+    for blocks, data in inputs.items():  # other block counts, files and row order: the same result
         out = tmp_path / f"out-{blocks}"
         manifest = Pipeline("near").read_parquet(str(data), num_blocks=blocks).dedup(MinHashDedup()).run(output=str(out))
         assert manifest["stages"][1]["reject_reasons"] == {"near-duplicate": 8}
