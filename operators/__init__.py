@@ -1,11 +1,15 @@
 """Pure data operators on Arrow batches (see ``operators.base`` for the contract). No Ray imports here."""
 from operators.base import DETAIL, REASON, Dedup, Filter, Operator, ParameterError, Resources
 from operators.boilerplate import BoilerplateLines
+from operators.classifier import FastTextScore
 from operators.decontaminate import Decontaminate
 from operators.dedup import ExactDedup
+from operators.langid import LanguageID
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
 from operators.text import LengthFilter, Normalize, RequireText, normalize_text
+from operators.toxicity import Toxicity
 
-__all__ = ["DETAIL", "REASON", "BoilerplateLines", "Decontaminate", "Dedup", "ExactDedup", "Filter", "LengthFilter", "MinHashDedup",
-           "Normalize", "Operator", "ParameterError", "RedactPII", "RequireText", "Resources", "normalize_text"]
+__all__ = ["DETAIL", "REASON", "BoilerplateLines", "Decontaminate", "Dedup", "ExactDedup", "FastTextScore", "Filter",
+           "LanguageID", "LengthFilter", "MinHashDedup", "Normalize", "Operator", "ParameterError", "RedactPII",
+           "RequireText", "Resources", "Toxicity", "normalize_text"]

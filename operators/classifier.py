@@ -94,7 +94,9 @@ class FastTextFilter(Filter):
     """Base of the fastText filters: a model loaded once per worker; scores added as columns, then rules."""
 
     stateful: ClassVar[bool] = True
-    resources: ClassVar[Resources] = Resources(num_cpus=1.0, batch_size=1024)
+    # 0.5: measured on a 2-core local Ray, actor pools that reserve all CPUs starve the read tasks and the
+    # run hangs (two fastText stages at 1 CPU each did); fastText predict uses one core whatever we reserve.
+    resources: ClassVar[Resources] = Resources(num_cpus=0.5, batch_size=1024)
 
     def model_file(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError

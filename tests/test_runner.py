@@ -165,13 +165,14 @@ class TagsWorker(Operator):
 
     stateful = True
     resources = Resources(num_cpus=0.5, batch_size=16, concurrency=2)
+    column: str = "worker"
 
     def setup(self) -> None:
         object.__setattr__(self, "loaded", getattr(self, "loaded", 0) + 1)
 
     def __call__(self, batch):
         tag = f"{os.getpid()}:{self.loaded}"
-        return batch.append_column("worker", pa.array([tag] * batch.num_rows, pa.string()))
+        return batch.append_column(self.column, pa.array([tag] * batch.num_rows, pa.string()))
 
 
 def test_stateful_operator_runs_in_an_actor_pool_and_loads_once_per_actor(corpus, tmp_path):
@@ -216,3 +217,22 @@ def test_operator_metrics_are_summed_into_the_manifest(corpus, tmp_path):
     manifest = Pipeline("metrics").read_parquet(str(path), num_blocks=4).map(CountsCharacters()).run(
         output=str(tmp_path / "out"))
     assert manifest["stages"][1]["metrics"] == {"chars": sum(len(r["text"]) for r in rows if r["text"] and r["text"].strip())}
+
+
+def test_actor_pools_leave_cpus_for_the_tasks_that_feed_them():
+    from pipelines.dsl import Stage
+    from pipelines.runner import actor_cpu_scale
+
+    stages = [Stage(f"tag_{k}", TagsWorker()) for k in range(3)]  # 3 pools x 2 actors x 0.5 CPU = 3 CPUs
+    assert actor_cpu_scale(stages, 2.0) == pytest.approx(1.0 / 3.0)  # scaled to leave 1 of 2 CPUs free
+    assert actor_cpu_scale(stages, 16.0) == 1.0
+    assert actor_cpu_scale([Stage("n", Normalize())], 2.0) == 1.0
+
+
+def test_three_stateful_stages_run_on_two_cpus(corpus, tmp_path):
+    path, _ = corpus
+    pipe = Pipeline("pools").read_parquet(str(path), num_blocks=3)
+    for k in range(3):
+        pipe = pipe.map(TagsWorker(column=f"worker_{k}"))
+    manifest = pipe.run(output=str(tmp_path / "out"))
+    assert manifest["output"]["rows"] == 330 and manifest["ray"]["actor_cpu_scale"] < 1
