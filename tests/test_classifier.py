@@ -200,7 +200,7 @@ def test_top_fraction_threshold_keeps_about_that_fraction():
 def test_cli_helpers_train_and_print(labelled, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    args = parser.parse_args([str(labelled), str(tmp_path / "cli.bin"), "--label-column", "source", "--dim", "16",
+    args = parser.parse_args(["--input", str(labelled), "--output", str(tmp_path / "cli.bin"), "--label-column", "source", "--dim", "16",
                               "--bucket", "50000", "--thread", "1", "--epoch", "2"])
     assert run_train(args) == 0
     printed = capsys.readouterr().out
