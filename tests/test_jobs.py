@@ -67,8 +67,9 @@ def test_submit_runs_the_pipeline_on_the_cluster(ray_head, tmp_path, capsys):
         f"pipeline = Pipeline('job').read_parquet({str(data)!r}).map(Normalize()).dedup(ExactDedup())\n")
     try:
         code = main(["submit", str(pipeline), "--address", ray_head, "--output", str(out), "--wait"])
-        printed = capsys.readouterr().out
-        assert code == 0, printed
+        captured = capsys.readouterr()
+        printed = captured.out
+        assert code == 0, f"{printed}\n{captured.err}"
         job_id = printed.split()[2]
         assert "31 rows in -> 30 kept" in printed  # the job's own log, printed by --wait
         assert pq.read_table(out).num_rows == 30
