@@ -51,15 +51,53 @@ class Normalize(Operator):
         return batch.set_column(index, self.text_column, text)
 
 
+def invalid_utf8(text: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """True where a string is not valid UTF-8 (Parquet does not check; Arrow's text kernels then fail)."""
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    masks = []
+    for chunk in chunks:
+        try:
+            chunk.validate(full=True)
+            masks.append(pa.array([False] * len(chunk), pa.bool_()))
+        except pa.ArrowInvalid:  # rare: find the bad rows one by one
+            values = chunk.cast(pa.binary()).to_pylist()
+            masks.append(pa.array([v is not None and not _decodes(v) for v in values], pa.bool_()))
+    return pa.concat_arrays(masks) if masks else pa.array([], pa.bool_())
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 @dataclass(frozen=True)
 class RequireText(Filter):
-    """Reject rows whose text is null or only whitespace (the runner applies it to every input)."""
+    """Reject rows whose text is null, only whitespace or not valid UTF-8 (the runner applies it to every
+    input, so later operators only see valid text)."""
 
     def reasons(self, batch: pa.Table) -> tuple[pa.Array, pa.Array]:
         text = batch[self.text_column]
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
+        broken = invalid_utf8(text)
+        safe = pc.if_else(broken, pa.scalar("x", pa.string()), text.cast(pa.string()))
+        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(safe)), 0)
         return merge_reasons(reject_where(pc.is_null(text), "text is null"),
+                             reject_where(broken, "text is not valid UTF-8",
+                                          pa.array(["invalid bytes replaced by U+FFFD"] * len(broken))),
                              reject_where(empty, "text is empty"))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = super().__call__(batch)
+        broken = invalid_utf8(batch[self.text_column])
+        if not pc.any(broken).as_py():
+            return out
+        # Rejected rows are written out: repair their bytes so every reader can open the rejects file.
+        values = batch[self.text_column].cast(pa.binary()).to_pylist()
+        repaired = pa.array([v.decode("utf-8", errors="replace") if v is not None else None for v in values],
+                            pa.string())
+        return out.set_column(out.schema.get_field_index(self.text_column), self.text_column, repaired)
 
 
 @dataclass(frozen=True)
