@@ -42,14 +42,6 @@ def fmix32(h):
 
 
 @njit(cache=True)
-def _fnv(data, start, end):
-    h = FNV_OFFSET
-    for i in range(start, end):
-        h = (h ^ np.uint64(data[i])) * FNV_PRIME
-    return fmix64(h)
-
-
-@njit(cache=True)
 def _units(data, start, end, chars, bounds):
     """Fill ``bounds`` with (start, end) byte positions of the document's units: words (runs of bytes other
     than ASCII space) or characters (UTF-8 code points). Return the number of units."""

@@ -17,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXCLUDES = [".git", ".venv", "venv", "data", "out", "benchmarks/_work", "**/__pycache__", "*.parquet",
             "*.egg-info", ".pytest_cache"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 120
 
 
 def _client(address: str):
@@ -44,8 +45,17 @@ def submit(pipeline_file: str, address: str, output: str | None = None, resume: 
     if resume:
         command.append("--resume")
     client = _client(address)
-    return client.submit_job(entrypoint=shlex.join(command),
-                             runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": EXCLUDES})
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(entrypoint=shlex.join(command),
+                                     runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": EXCLUDES})
+        except RuntimeError as exc:
+            # A head that has just started answers before its job agent is up ("No available agent to
+            # submit job, please try again later"): wait for it rather than fail.
+            if "try again later" not in str(exc) or time.monotonic() > deadline:
+                raise DistilleryError(f"job submission to {address} failed: {str(exc).splitlines()[0]}") from exc
+            time.sleep(2)
 
 
 def _ask(address: str, job_id: str, method: str):
