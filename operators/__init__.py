@@ -1,5 +1,6 @@
 """Pure data operators on Arrow batches (see ``operators.base`` for the contract). No Ray imports here."""
 from operators.base import DETAIL, REASON, Dedup, Filter, Operator, ParameterError, Resources
+from operators.bias import BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample, counterfactual_rows
 from operators.boilerplate import BoilerplateLines
 from operators.classifier import FastTextScore
 from operators.decontaminate import Decontaminate
@@ -10,6 +11,7 @@ from operators.pii import RedactPII
 from operators.text import LengthFilter, Normalize, RequireText, normalize_text
 from operators.toxicity import Toxicity
 
-__all__ = ["DETAIL", "REASON", "BoilerplateLines", "Decontaminate", "Dedup", "ExactDedup", "FastTextScore", "Filter",
+__all__ = ["DETAIL", "REASON", "BiasMeasure", "BoilerplateLines", "CounterfactualSwap", "Rebalance", "RebalanceSample",
+           "counterfactual_rows", "Decontaminate", "Dedup", "ExactDedup", "FastTextScore", "Filter",
            "LanguageID", "LengthFilter", "MinHashDedup", "Normalize", "Operator", "ParameterError", "RedactPII",
            "RequireText", "Resources", "Toxicity", "normalize_text"]

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from operators.base import Operator, ParameterError, snake_case
+from operators.bias import BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample
 from operators.boilerplate import BoilerplateLines
 from operators.classifier import FastTextScore
 from operators.decontaminate import Decontaminate
@@ -19,7 +20,8 @@ from operators.text import LengthFilter, Normalize, RequireText
 from operators.toxicity import Toxicity
 
 CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup, RedactPII,
-                                       Decontaminate, BoilerplateLines, LanguageID, FastTextScore, Toxicity)
+                                       Decontaminate, BoilerplateLines, LanguageID, FastTextScore, Toxicity,
+                                       BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
 
 

@@ -1,4 +1,4 @@
-"""The ``distillery`` command line: run, filter, dedup, classifier train, submit, jobs, inspect.
+"""The ``distillery`` command line: run, filter, dedup, classifier train, bias-report, submit, jobs, inspect.
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
 exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     actions = classifier.add_subparsers(dest="classifier_command", required=True)
     add_train_arguments(actions.add_parser("train", help="train a fastText classifier from labelled Parquet"))
 
+    bias = commands.add_parser("bias-report", help="representation and co-occurrence of demographic terms "
+                                                   "(outputs of a bias_measure stage), before and after")
+    bias.add_argument("before", help="Parquet output with bias_* columns")
+    bias.add_argument("after", nargs="?", help="a second output to compare with (e.g. after rebalancing)")
+    bias.add_argument("--json", action="store_true")
+
     submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
@@ -115,6 +121,14 @@ def _classifier(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
+def _bias_report(args: argparse.Namespace) -> int:
+    from pipelines.bias_report import bias_report, format_bias_report
+
+    report = bias_report(args.before, args.after)
+    print(json.dumps(report, indent=2, default=str) if args.json else format_bias_report(report))
+    return 0
+
+
 def _execute(pipeline, args: argparse.Namespace) -> int:
     from pipelines.runner import run_pipeline
 
@@ -125,7 +139,8 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
           f"in {manifest['seconds']:.1f} s{' (resumed)' if manifest['resumed'] else ''}")
     for stage in manifest["stages"]:
         note = " (reused)" if stage["skipped"] else ""
-        metrics = "".join(f"  {k}={v:,}" for k, v in stage.get("metrics", {}).items())
+        shown = list(stage.get("metrics", {}).items())
+        metrics = "".join(f"  {k}={v:,}" for k, v in shown[:6]) + (f"  (+{len(shown) - 6} more)" if len(shown) > 6 else "")
         print(f"  {stage['name']:<18} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
               f"rejected {stage['rows_rejected']:>8,}{note}{metrics}")
     for stage in manifest["stages"]:
@@ -174,7 +189,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier, "bias-report": _bias_report, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
     try:
         return handler(args)
     except (DistilleryError, ParameterError) as exc:

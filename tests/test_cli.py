@@ -194,3 +194,15 @@ def test_classifier_train_command_writes_a_model_and_report(tmp_path, capsys):
     code, _, err = run_cli(capsys, "classifier", "train", "--input", str(data), "--output", str(model),
                            "--label-column", "nope")
     assert_one_line_error(code, err, "nope")
+
+
+def test_bias_report_command(tmp_path, capsys):
+    from operators import BiasMeasure
+
+    table = pa.table({"id": ["a", "b", "c"], "text": ["She met her sister.", "He and his father left.", "No people."]})
+    pq.write_table(BiasMeasure()(table), tmp_path / "part-0.parquet")
+    code, stdout, err = run_cli(capsys, "bias-report", str(tmp_path), "--json")
+    assert code == 0, err
+    assert json.loads(stdout) and "female" in stdout and "male" in stdout
+    code, stdout, _ = run_cli(capsys, "bias-report", str(tmp_path))
+    assert code == 0 and "female" in stdout
