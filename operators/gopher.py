@@ -15,73 +15,24 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar
+from itertools import islice
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from operators.base import Filter, check
-from operators.quality import LEXICON, WHITESPACE, Words
+from operators.quality import (INLINE_SPACE, LINE_BREAKS, PARAGRAPH, SPACE_CHARS, Lazy, Words, duplicates,
+                                first_failing, optional_number, pct, share, text_series)
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-
-# ``str.splitlines`` boundaries other than "\n", and the whitespace ``str.strip`` removes within a line.
-_LINE_BREAKS = r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
-_INLINE_SPACE = r"[^\S\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|\x1f"
-
-
-def _optional(op: object, field: str, low: float = 0, high: float | None = None, integer: bool = False) -> None:
-    value = getattr(op, field)
-    kind = "an integer" if integer else "a number"
-    ok = value is None or (isinstance(value, int) if integer else isinstance(value, (int, float))) \
-        and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    bound = f">= {low}" + (f" and <= {high}" if high is not None else "")
-    check(ok, op, field, f"must be None (rule off) or {kind} {bound}, got {value!r}")
-
-
-def _text_frame(text: pa.ChunkedArray | pa.Array) -> pl.Series:
-    return pl.Series("text", text.cast(pa.large_string())).fill_null("")
-
-
-def _reasons(n: int, rules: list[tuple[np.ndarray, str, list[str] | np.ndarray]]) -> tuple[pa.Array, pa.Array]:
-    """First failing rule per row: ``rules`` is [(mask, reason, details)] in order of precedence."""
-    reason: list[str | None] = [None] * n
-    detail: list[str | None] = [None] * n
-    open_rows = np.ones(n, bool)
-    for mask, text, details in rules:
-        hit = np.flatnonzero(mask & open_rows)
-        for i in hit:
-            reason[i], detail[i] = text, details[i]
-        open_rows[hit] = False
-    return pa.array(reason, pa.string()), pa.array(detail, pa.string())
-
-
-class _Lazy:
-    """``details[i]`` computed on demand, so only rejected rows pay for their formatted detail."""
-
-    def __init__(self, fn) -> None:
-        self.fn = fn
-
-    def __getitem__(self, i: int) -> str:
-        return self.fn(i)
-
-
-def _pct(x: float) -> str:
-    """A measured share: ``0.4567`` -> ``45.7%``."""
-    return f"{100 * x:.1f}%"
-
-
-def share(x: float) -> str:
-    """A threshold: ``0.3`` -> ``30%``."""
-    return f"{round(100 * x, 6):g}%"
 
 
 @dataclass(frozen=True)
 class GopherQuality(Filter):
     """Gopher's quality rules: word count, mean word length, '#'/ellipsis per word, bullet and ellipsis
-    lines, words with a letter, stop words. ``None`` turns a rule off.
+    lines, words with a letter, stop words. ``None`` turns a rule off (DataTrove also takes 0 for off;
+    here 0 is a threshold).
 
     ``min_alpha_words_ratio`` is DataTrove's ``max_non_alpha_words_ratio`` (a minimum despite its name).
     Words are spaCy English tokens (punctuation marks are words); the word count and the mean word
@@ -101,11 +52,11 @@ class GopherQuality(Filter):
 
     def __post_init__(self) -> None:
         for field in ("min_doc_words", "max_doc_words", "min_stop_words"):
-            _optional(self, field, integer=True)
+            optional_number(self, field, integer=True)
         for field in ("min_avg_word_length", "max_avg_word_length", "max_symbol_word_ratio"):
-            _optional(self, field)
+            optional_number(self, field)
         for field in ("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
-            _optional(self, field, high=1)
+            optional_number(self, field, high=1)
         for low, high in (("min_doc_words", "max_doc_words"), ("min_avg_word_length", "max_avg_word_length")):
             lo, hi = getattr(self, low), getattr(self, high)
             check(lo is None or hi is None or hi >= lo, self, high, f"must be >= {low} ({lo}), got {hi}")
@@ -114,40 +65,39 @@ class GopherQuality(Filter):
 
     def reasons(self, batch: pa.Table) -> tuple[pa.Array, pa.Array]:
         words = Words(batch[self.text_column])
-        lex = LEXICON
         n = batch.num_rows
         n_words = words.counts
-        plain = ~lex.symbol[words.ids]
+        plain = ~words.symbol[words.ids]
         n_plain = words.per_doc(plain)
-        plain_chars = words.per_doc(np.where(plain, lex.length[words.ids], 0))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        plain_chars = words.per_doc(np.where(plain, words.length[words.ids], 0))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a / b as DataTrove divides, to the last bit
             mean_len = plain_chars / n_plain
-            per_word = 1 / n_words
-        alpha = words.per_doc(lex.alpha[words.ids])
-        stop_ids = lex.lookup(set(self.stop_words))
+        alpha = words.per_doc(words.alpha[words.ids])
+        stop_ids = words.ids_of(set(self.stop_words))
         stops = sum((words.per_doc(words.ids == s) > 0).astype(np.int64) for s in stop_ids) \
             if len(stop_ids) else np.zeros(n, np.int64)
 
-        text = _text_frame(batch[self.text_column])
-        lines_text = text.str.replace_all(_LINE_BREAKS, "\n")
+        text = text_series(batch[self.text_column])
+        lines_text = text.str.replace_all(LINE_BREAKS, "\n")
         frame = pl.DataFrame({"t": lines_text}).select(
             hashes=pl.col("t").str.count_matches("#", literal=True),
-            ellipses=pl.col("t").str.count_matches("...", literal=True) + pl.col("t").str.count_matches("…", literal=True),
+            ellipses=pl.col("t").str.count_matches("...", literal=True)
+            + pl.col("t").str.count_matches("…", literal=True),
             lines=pl.col("t").str.count_matches("\n", literal=True)
             + (pl.col("t").str.len_bytes() > 0).cast(pl.UInt32) - pl.col("t").str.ends_with("\n").cast(pl.UInt32),
-            bullets=pl.col("t").str.count_matches(rf"(?m)^(?:{_INLINE_SPACE})*[•-]"),
-            end_ellipsis=pl.col("t").str.count_matches(rf"(?m)(?:\.\.\.|…)(?:{_INLINE_SPACE})*$"),
+            bullets=pl.col("t").str.count_matches(rf"(?m)^(?:{INLINE_SPACE})*[•-]"),
+            end_ellipsis=pl.col("t").str.count_matches(rf"(?m)(?:\.\.\.|…)(?:{INLINE_SPACE})*$"),
         )
         hashes, ellipses, lines, bullets, end_ellipsis = (frame[c].to_numpy().astype(np.int64) for c in frame.columns)
         with np.errstate(divide="ignore", invalid="ignore"):
-            hash_ratio, ellipsis_ratio = hashes * per_word, ellipses * per_word
-            bullet_ratio, end_ratio, alpha_ratio = bullets / lines, end_ellipsis / lines, alpha * per_word
+            hash_ratio, ellipsis_ratio = hashes / n_words, ellipses / n_words
+            bullet_ratio, end_ratio, alpha_ratio = bullets / lines, end_ellipsis / lines, alpha / n_words
 
         rules = []
 
         def rule(value, mask_fn, reason, detail_fn):
             if value is not None:
-                rules.append((np.asarray(mask_fn(value), bool), reason, _Lazy(detail_fn)))
+                rules.append((np.asarray(mask_fn(value), bool), reason, Lazy(detail_fn)))
 
         rule(self.min_doc_words, lambda v: n_plain < v, f"gopher: fewer than {self.min_doc_words} words",
              lambda i: f"{n_plain[i]} words")
@@ -157,38 +107,24 @@ class GopherQuality(Filter):
              f"gopher: mean word length below {self.min_avg_word_length}", lambda i: f"{mean_len[i]:.2f} characters")
         rule(self.max_avg_word_length, lambda v: mean_len > v,
              f"gopher: mean word length above {self.max_avg_word_length}", lambda i: f"{mean_len[i]:.2f} characters")
-        rule(self.max_symbol_word_ratio, lambda v: hash_ratio > v, f"gopher: '#' per word above {self.max_symbol_word_ratio}",
+        rule(self.max_symbol_word_ratio, lambda v: hash_ratio > v,
+             f"gopher: '#' per word above {self.max_symbol_word_ratio}",
              lambda i: f"{hashes[i]} '#' in {n_words[i]} words ({hash_ratio[i]:.3f})")
         rule(self.max_symbol_word_ratio, lambda v: ellipsis_ratio > v,
              f"gopher: ellipses per word above {self.max_symbol_word_ratio}",
              lambda i: f"{ellipses[i]} ellipses in {n_words[i]} words ({ellipsis_ratio[i]:.3f})")
         rule(self.max_bullet_lines_ratio, lambda v: bullet_ratio > v,
              f"gopher: more than {share(self.max_bullet_lines_ratio or 0)} of lines start with a bullet",
-             lambda i: f"{bullets[i]} of {lines[i]} lines ({_pct(bullet_ratio[i])})")
+             lambda i: f"{bullets[i]} of {lines[i]} lines ({pct(bullet_ratio[i])})")
         rule(self.max_ellipsis_lines_ratio, lambda v: end_ratio > v,
              f"gopher: more than {share(self.max_ellipsis_lines_ratio or 0)} of lines end with an ellipsis",
-             lambda i: f"{end_ellipsis[i]} of {lines[i]} lines ({_pct(end_ratio[i])})")
+             lambda i: f"{end_ellipsis[i]} of {lines[i]} lines ({pct(end_ratio[i])})")
         rule(self.min_alpha_words_ratio, lambda v: alpha_ratio < v,
              f"gopher: fewer than {share(self.min_alpha_words_ratio or 0)} of words contain a letter",
-             lambda i: f"{alpha[i]} of {n_words[i]} words ({_pct(alpha_ratio[i])})")
+             lambda i: f"{alpha[i]} of {n_words[i]} words ({pct(alpha_ratio[i])})")
         rule(self.min_stop_words, lambda v: stops < v, f"gopher: fewer than {self.min_stop_words} stop words",
              lambda i: f"{stops[i]} of {len(set(self.stop_words))} stop words")
-        return _reasons(n, rules)
-
-
-_PARAGRAPH = r"[^\n]+(?:\n[^\n]+)*"  # the pieces ``re.split(r"\n{2,}", text.strip())`` returns
-_SPACE_CHARS = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # what ``str.strip()`` removes
-
-
-def _duplicates(pieces: pa.ListArray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per document: pieces, pieces equal to an earlier piece, and their characters (DataTrove's
-    ``find_duplicates``)."""
-    flat = pl.from_arrow(pa.table({"doc": pc.list_parent_indices(pieces), "piece": pc.list_flatten(pieces)}))
-    flat = flat.select("doc", dup=~pl.struct("doc", "piece").is_first_distinct(), chars=pl.col("piece").str.len_chars())
-    doc, dup, chars = flat["doc"].to_numpy(), flat["dup"].to_numpy(), flat["chars"].to_numpy()
-    counts = np.bincount(doc, minlength=n)
-    return counts, np.bincount(doc, weights=dup, minlength=n).astype(np.int64), \
-        np.bincount(doc, weights=np.where(dup, chars, 0), minlength=n).astype(np.int64)
+        return first_failing(n, rules)
 
 
 def _token_hashes(ids: np.ndarray) -> np.ndarray:
@@ -204,9 +140,8 @@ class _NGrams:
     run past the document's end are still computed; callers slice per document)."""
 
     def __init__(self, words: Words) -> None:
-        self.words = words
         self.hashes = _token_hashes(words.ids)
-        self.cum_chars = np.concatenate([[0], np.cumsum(LEXICON.length[words.ids])])
+        self.cum_chars = np.concatenate([[0], np.cumsum(words.length[words.ids])])
         self._keys = {1: self.hashes}
 
     def keys(self, n: int) -> np.ndarray:
@@ -224,35 +159,44 @@ class _NGrams:
 
 
 def _top_ngram(keys: list[int]) -> tuple[int, int]:
-    """(position of first occurrence, count) of the most frequent n-gram; ties go to the earliest, as
-    ``Counter.most_common(1)`` does."""
-    key, count = Counter(keys).most_common(1)[0]
-    return keys.index(key), count
+    """(position of first occurrence, count) of the most frequent n-gram; ties go to the one seen first,
+    as with DataTrove's ``Counter.most_common(1)``."""
+    counts = Counter(keys)
+    top = max(counts.values())
+    key = next(islice(counts, list(counts.values()).index(top), None))  # dicts keep first-seen order
+    return keys.index(key), top
 
 
-def _repeated_chars(keys: list[int], chars: list[int], n: int, limit: float) -> int | None:
-    """DataTrove's ``find_all_duplicate``: scan left to right; an n-gram seen before adds its characters
-    and the scan jumps past it, otherwise it is remembered. Stops once the total exceeds ``limit``.
-    None: no n-gram occurs twice (then no longer one does either)."""
-    if len(set(keys)) == len(keys):
+def _repeated_chars(keys: np.ndarray, chars: np.ndarray, n: int, length: int, frac: float) -> int | None:
+    """DataTrove's ``find_all_duplicate``: scan the n-grams left to right; one seen before adds its
+    characters and the scan jumps past it (the n-grams it jumps over are never remembered), any other
+    is remembered. Returns None when no n-gram occurs twice (then no longer one does either), and stops
+    early once the total's share of ``length`` exceeds ``frac`` (it only grows).
+
+    Only the n-grams with an earlier occurrence can repeat, so the scan visits just those: one is a
+    repeat if some earlier occurrence of it was remembered, i.e. not jumped over."""
+    order = np.argsort(keys, kind="stable")
+    same = keys[order[1:]] == keys[order[:-1]]
+    if not same.any():
         return None
-    seen: set[int] = set()
-    first_repeat = 0
-    for first_repeat, k in enumerate(keys):  # up to the first repeat every n-gram is new
-        if k in seen:
-            break
-        seen.add(k)
-    repeated, i, end = 0, first_repeat, len(keys)
-    while i < end:
-        k = keys[i]
-        if k in seen:
-            repeated += chars[i]
-            if repeated > limit:
+    previous = np.full(len(keys), -1, np.int64)  # the occurrence of the same n-gram just before
+    previous[order[1:][same]] = order[:-1][same]
+    candidates = np.flatnonzero(previous >= 0)
+    previous_of, chars_of = previous.tolist(), chars.tolist()
+    jumped: set[int] = set()
+    repeated, resume = 0, 0
+    for i in candidates.tolist():
+        if i < resume:
+            continue
+        j = previous_of[i]
+        while j >= 0 and j in jumped:
+            j = previous_of[j]
+        if j >= 0:
+            repeated += chars_of[i]
+            if repeated / length > frac:
                 break
-            i += n
-        else:
-            seen.add(k)
-            i += 1
+            jumped.update(range(i + 1, i + n))
+            resume = i + n
     return repeated
 
 
@@ -277,7 +221,7 @@ class GopherRepetition(Filter):
 
     def __post_init__(self) -> None:
         for field in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac"):
-            _optional(self, field, high=1)
+            optional_number(self, field, high=1)
         for field in ("top_n_grams", "dup_n_grams"):
             value = getattr(self, field)
             ok = isinstance(value, tuple) and all(
@@ -287,63 +231,76 @@ class GopherRepetition(Filter):
 
     def reasons(self, batch: pa.Table) -> tuple[pa.Array, pa.Array]:
         n = batch.num_rows
-        text = _text_frame(batch[self.text_column])
+        text = text_series(batch[self.text_column])
         length = text.str.len_chars().to_numpy().astype(np.int64)
-        paras = text.str.strip_chars(_SPACE_CHARS).str.extract_all(_PARAGRAPH).to_arrow()
-        n_para, dup_para, dup_para_chars = _duplicates(paras, n)
+        paras = text.str.strip_chars(SPACE_CHARS).str.extract_all(PARAGRAPH).to_arrow()
+        n_para, dup_para, dup_para_chars = duplicates(paras, n)
         n_para = np.maximum(n_para, 1)  # an empty text is one empty paragraph
         lines = text.str.extract_all(r"[^\n]+").to_arrow()
-        n_line, dup_line, dup_line_chars = _duplicates(lines, n)
+        n_line, dup_line, dup_line_chars = duplicates(lines, n)
         leading, trailing = text.str.starts_with("\n").to_numpy(), text.str.ends_with("\n").to_numpy()
         n_line += leading + trailing  # re.split(r"\n+") yields an empty first / last piece there
         dup_line += leading & trailing
-        with np.errstate(divide="ignore", invalid="ignore"):
-            char_share = 1 / length
+        with np.errstate(divide="ignore", invalid="ignore"):  # an empty text: 0 / 0, rejected as empty first
+            para_share, line_share = dup_para_chars / length, dup_line_chars / length
+            para_frac, line_frac = dup_para / n_para, dup_line / n_line
         rules = [(length == 0, "gopher repetition: text is empty", [""] * n)]
 
         def rule(value, mask, reason, detail_fn):
             if value is not None:
-                rules.append((mask, reason, _Lazy(detail_fn)))
+                rules.append((mask, reason, Lazy(detail_fn)))
 
-        rule(self.dup_para_frac, dup_para / n_para > (self.dup_para_frac or 0),
+        rule(self.dup_para_frac, para_frac > (self.dup_para_frac or 0),
              f"gopher repetition: more than {share(self.dup_para_frac or 0)} of paragraphs are duplicates",
              lambda i: f"{dup_para[i]} of {n_para[i]} paragraphs")
-        rule(self.dup_para_char_frac, dup_para_chars * char_share > (self.dup_para_char_frac or 0),
-             f"gopher repetition: more than {share(self.dup_para_char_frac or 0)} of characters in duplicate paragraphs",
-             lambda i: f"{dup_para_chars[i]} of {length[i]} characters ({_pct(dup_para_chars[i] * char_share[i])})")
-        rule(self.dup_line_frac, dup_line / n_line > (self.dup_line_frac or 0),
+        rule(self.dup_para_char_frac, para_share > (self.dup_para_char_frac or 0),
+             f"gopher repetition: more than {share(self.dup_para_char_frac or 0)} of characters in duplicate "
+             "paragraphs",
+             lambda i: f"{dup_para_chars[i]} of {length[i]} characters ({pct(para_share[i])})")
+        rule(self.dup_line_frac, line_frac > (self.dup_line_frac or 0),
              f"gopher repetition: more than {share(self.dup_line_frac or 0)} of lines are duplicates",
              lambda i: f"{dup_line[i]} of {n_line[i]} lines")
-        rule(self.dup_line_char_frac, dup_line_chars * char_share > (self.dup_line_char_frac or 0),
+        rule(self.dup_line_char_frac, line_share > (self.dup_line_char_frac or 0),
              f"gopher repetition: more than {share(self.dup_line_char_frac or 0)} of characters in duplicate lines",
-             lambda i: f"{dup_line_chars[i]} of {length[i]} characters ({_pct(dup_line_chars[i] * char_share[i])})")
+             lambda i: f"{dup_line_chars[i]} of {length[i]} characters ({pct(line_share[i])})")
         open_rows = np.ones(n, bool)
         for mask, _, _ in rules:
             open_rows &= ~mask
         if self.top_n_grams or self.dup_n_grams:
             self._ngram_rules(batch, open_rows, length, rules)
-        return _reasons(n, rules)
+        return first_failing(n, rules)
 
     def _ngram_rules(self, batch: pa.Table, open_rows: np.ndarray, length: np.ndarray, rules: list) -> None:
         n = batch.num_rows
         words = Words(batch[self.text_column])
         grams = _NGrams(words)
-        tokens = LEXICON.tokens
+        vocab = words.vocab
+        # count_n(g) <= count_m(g's first m words) for m < n: a smaller size's top count bounds a larger
+        # size's, so with the longest n-gram's characters it can clear a document without counting.
+        bound, largest_done = np.zeros(n, np.int64), None
+        starts = words.offsets[:-1]
         for size, frac in self.top_n_grams:
-            keys = grams.keys(size)
+            keys, chars = grams.keys(size), grams.chars(size) + (size - 1)  # n-grams joined by spaces
+            todo = open_rows & (words.counts >= size)
+            if largest_done is not None and largest_done < size and len(chars):
+                longest = np.zeros(n, np.int64)
+                nonempty = np.flatnonzero(words.counts > 0)
+                longest[nonempty] = np.maximum.reduceat(chars, np.minimum(starts[nonempty], len(chars) - 1))
+                todo &= bound * longest / np.maximum(length, 1) > frac
             failed, details = np.zeros(n, bool), {}
-            for d in np.flatnonzero(open_rows & (words.counts >= size)):
+            for d in np.flatnonzero(todo):
                 start = words.offsets[d]
-                position, count = _top_ngram(keys[start:words.offsets[d + 1] - size + 1].tolist())
-                first = start + position
-                chars = int(grams.cum_chars[first + size] - grams.cum_chars[first]) + size - 1  # joined by spaces
-                if chars * count > frac * length[d]:
+                position, count = _top_ngram((keys[start:words.offsets[d + 1] - size + 1] >> 4).tolist())
+                bound[d] = count
+                top_chars = int(chars[start + position]) * count
+                if top_chars / length[d] > frac:
                     failed[d] = True
-                    gram = " ".join(tokens[t] for t in words.ids[start + position:start + position + size])
-                    details[d] = f"{gram!r} x{count}: {chars * count} of {length[d]} characters " \
-                                 f"({_pct(chars * count / length[d])})"
-            rules.append((failed, f"gopher repetition: the top {size}-gram covers more than {share(frac)} of characters",
-                          details))
+                    gram = " ".join(vocab[int(t)].as_py() for t in words.ids[start + position:start + position + size])
+                    details[d] = (f"{gram!r} x{count}: {top_chars} of {length[d]} characters "
+                                  f"({pct(top_chars / length[d])})")
+            largest_done = size if largest_done is None else max(largest_done, size)
+            rules.append((failed, f"gopher repetition: the top {size}-gram covers more than {share(frac)} of "
+                          "characters", details))
             open_rows &= ~failed
         clean_from = np.full(n, np.iinfo(np.int64).max)  # no n-gram of this size or more repeats
         for size, frac in self.dup_n_grams:
@@ -351,13 +308,12 @@ class GopherRepetition(Filter):
             failed, details = np.zeros(n, bool), {}
             for d in np.flatnonzero(open_rows & (words.counts >= size) & (clean_from > size)):
                 start, stop = words.offsets[d], words.offsets[d + 1] - size + 1
-                repeated = _repeated_chars(keys[start:stop].tolist(), chars[start:stop].tolist(), size,
-                                           frac * length[d])
+                repeated = _repeated_chars(keys[start:stop], chars[start:stop], size, int(length[d]), frac)
                 if repeated is None:
                     clean_from[d] = size
-                elif repeated > frac * length[d]:
+                elif repeated / length[d] > frac:
                     failed[d] = True
-                    details[d] = f"over {repeated} of {length[d]} characters ({_pct(repeated / length[d])}+)"
-            rules.append((failed, f"gopher repetition: repeated {size}-grams cover more than {share(frac)} of characters",
-                          details))
+                    details[d] = f"at least {repeated} of {length[d]} characters ({pct(repeated / length[d])}+)"
+            rules.append((failed, f"gopher repetition: repeated {size}-grams cover more than {share(frac)} of "
+                          "characters", details))
             open_rows &= ~failed

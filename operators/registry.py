@@ -10,9 +10,11 @@ from typing import Any
 from operators.base import Operator, ParameterError, snake_case
 from operators.bias import BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample
 from operators.boilerplate import BoilerplateLines
+from operators.c4_fineweb import C4Quality, FineWebQuality
 from operators.classifier import FastTextScore
 from operators.decontaminate import Decontaminate
 from operators.dedup import ExactDedup
+from operators.gopher import GopherQuality, GopherRepetition
 from operators.langid import LanguageID
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
@@ -21,8 +23,11 @@ from operators.toxicity import Toxicity
 
 CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup, RedactPII,
                                        Decontaminate, BoilerplateLines, LanguageID, FastTextScore, Toxicity,
-                                       BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample)
+                                       BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample, GopherQuality,
+                                       GopherRepetition, C4Quality, FineWebQuality)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
+# Short names the quality literature uses (``--ops gopher_quality,gopher_repetition,c4,fineweb``).
+BY_NAME.update(c4=C4Quality, fineweb=FineWebQuality, fineweb_quality=FineWebQuality)
 
 
 def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:

@@ -57,6 +57,8 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
     started = time.perf_counter()
     ds = ds.materialize()  # read by the sketch, the verification and the final join
     seconds["read"] = time.perf_counter() - started
+    if ds.count() == 0:  # every row was rejected upstream: nothing to compare
+        return ds, {"candidate_pairs": 0, "verified_pairs": 0, "clusters": 0, "duplicates": 0}
 
     started = time.perf_counter()
     buckets = ds.map_batches(op.bucket_rows, batch_format="pyarrow", batch_size=op.resources.batch_size).materialize()
@@ -155,6 +157,8 @@ def frequent_lines(ds, op: BoilerplateLines, num_partitions: int) -> tuple[Any, 
     The rows are materialised because they are read twice: upstream stages must run once."""
     started = time.perf_counter()
     ds = ds.materialize()
+    if ds.count() == 0:
+        return ds, frozenset(), {"boilerplate_lines": 0}
     counts = ds.map_batches(op.line_keys, batch_format="pyarrow").groupby("key", num_partitions=num_partitions).count()
 
     def frequent_only(batch: pa.Table) -> pa.Table:

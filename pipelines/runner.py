@@ -86,6 +86,8 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
             return op.choose(group).rename_columns(["_dedup_key", "keep_id"])
 
         keyed = ds.map_batches(add_key, batch_format="pyarrow", batch_size=res.batch_size).materialize()
+        if keyed.count() == 0:  # every row was rejected upstream: nothing to group (Ray's groupby needs a schema)
+            return keyed
         narrow_columns = ["_dedup_key", "id", *([op.score_column] if op.score_column else [])]
         narrow = keyed.select_columns(narrow_columns).rename_columns({"_dedup_key": "key"})
         winners = narrow.groupby("key", num_partitions=num_partitions).map_groups(choose, batch_format="pyarrow")

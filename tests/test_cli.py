@@ -206,3 +206,17 @@ def test_bias_report_command(tmp_path, capsys):
     assert json.loads(stdout) and "female" in stdout and "male" in stdout
     code, stdout, _ = run_cli(capsys, "bias-report", str(tmp_path))
     assert code == 0 and "female" in stdout
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_filter_command_with_the_published_quality_rules(tmp_path, capsys):
+    data = write_docs(tmp_path / "in", sample_rows(60), files=2)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "filter", str(data), str(out), "--ops", "gopher_quality,gopher_repetition,c4,fineweb")
+    assert code == 0, err
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["read", "gopher_quality", "gopher_repetition", "c4_quality",
+                                                       "fine_web_quality"]
+    rejected = pq.read_table(out / "_rejected")
+    assert pq.read_table(out).num_rows + rejected.num_rows == 60
+    assert all(r.split(":")[0] in ("gopher", "gopher_repetition", "c4", "fineweb") or r for r in rejected["reason"].to_pylist())
