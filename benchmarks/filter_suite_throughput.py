@@ -32,10 +32,11 @@ def corpus(copies: int) -> pa.Table:
 
 
 def suite() -> list[Operator]:
-    ops = []
+    ops, seen = [], set()
     for name, cls in BY_NAME.items():
-        if name in NEEDS_ARGUMENTS or cls is RequireText:
+        if name in NEEDS_ARGUMENTS or cls is RequireText or cls in seen:
             continue
+        seen.add(cls)
         op = cls()
         if op.stateful:
             op.setup()
