@@ -44,6 +44,7 @@ def ray_head(tmp_path_factory):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port=6390",
                              "--num-cpus=2", "--dashboard-host=127.0.0.1", "--dashboard-port=8265",
+                             "--dashboard-agent-listen-port=52465",  # not the embedded Ray's default 52365
                              "--node-ip-address=127.0.0.1", f"--temp-dir={temp}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
