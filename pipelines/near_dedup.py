@@ -51,7 +51,7 @@ def _readable(encoded: str, op: MinHashDedup) -> str:
 def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -> tuple[Any, dict[str, Any]]:
     """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest)."""
     import ray.data
-    from ray.data.aggregate import AsList, Count
+    from ray.data.aggregate import Unique
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -67,11 +67,13 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
         earlier = ray.data.read_parquet(str(reference_index(path) / "buckets")).map_batches(_reference_ids(k),
                                                                                        batch_format="pyarrow")
         everything = everything.union(earlier)
+    # Unique, not AsList: a document has one row per band, so a bucket's ids are unique anyway, and Ray 2.60
+    # aggregates AsList (or Count beside it) row by row in Python: 675 s vs 10 s on 1.6M bucket rows.
     grouped = everything.groupby(["band", "bucket"], num_partitions=num_partitions).aggregate(
-        Count(alias_name="members"), AsList("id", alias_name="ids"))
+        Unique("id", alias_name="ids"))
 
     def to_pairs(batch: pa.Table) -> pa.Table:
-        shared = batch.filter(pa.compute.greater(batch["members"], 1))
+        shared = batch.filter(pa.compute.greater(pa.compute.list_value_length(batch["ids"]), 1))
         first, second = pairs_from_buckets(shared["ids"].to_pylist())
         return pa.table({"a": pa.array(first, pa.string()), "b": pa.array(second, pa.string())})
 
