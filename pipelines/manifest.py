@@ -42,14 +42,16 @@ def chain_hashes(source_config: dict, fingerprint: list, stage_configs: list[dic
     return hashes
 
 
-def read_manifest(output: Path) -> dict[str, Any] | None:
-    path = output / MANIFEST
-    if not path.exists():
-        return None
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON record we wrote (manifest, checkpoint marker), or None if absent or unreadable."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.exists() else None
     except json.JSONDecodeError:
         return None
+
+
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    return read_json(output / MANIFEST)
 
 
 def check_accounting(stages: list[dict], input_rows: int, output_rows: int, output: Path) -> dict[str, int]:

@@ -21,9 +21,9 @@ from pipelines.dsl import Pipeline, Stage
 from pipelines.errors import AccountingError, DistilleryError
 from pipelines.execute import Ledger, StageTask, empty_totals
 from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
-from pipelines.near_dedup import frequent_lines, near_dedup_plan
-from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now,
+from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now, read_json,
                                 read_manifest)
+from pipelines.near_dedup import frequent_lines, near_dedup_plan
 from pipelines.session import RayOptions, ray_session
 
 CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
@@ -104,19 +104,10 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
 def _latest_checkpoint(output: Path, stages: list[Stage], hashes: list[str]) -> tuple[int, dict] | None:
     """The last stage whose checkpoint was completed with today's config hash, and its saved record."""
     for index in range(len(stages) - 1, -1, -1):
-        success = read_manifest_file(output / CHECKPOINTS / stage_dirname(index, stages[index]) / SUCCESS)
+        success = read_json(output / CHECKPOINTS / stage_dirname(index, stages[index]) / SUCCESS)
         if success and success.get("config_hash") == hashes[index]:
             return index, success
     return None
-
-
-def read_manifest_file(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except json.JSONDecodeError:
-        return None
 
 
 def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dict], start: int,
