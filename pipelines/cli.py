@@ -84,7 +84,26 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--samples", type=int, default=3)
+
+    for module in _command_groups():  # teachers, students, curricula: each adds its own sub-commands
+        module.add_commands(commands)
     return parser
+
+
+def _command_groups() -> list:
+    """The packages whose ``cli`` module adds commands (``add_commands(subparsers)``, each parser setting
+    ``handler=fn(args) -> int``) and names its user-error types (``USER_ERRORS``). Imported lazily: a
+    group's ``cli`` module must stay light (no torch or vLLM import at its top)."""
+    import importlib
+
+    groups = []
+    for name in ("teachers", "students", "curricula"):
+        try:
+            groups.append(importlib.import_module(f"{name}.cli"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{name}.cli":
+                raise
+    return groups
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,10 +208,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier, "bias-report": _bias_report, "submit": _submit, "jobs": _jobs, "inspect": _inspect}[args.command]
+    builtin = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier,
+               "bias-report": _bias_report, "submit": _submit, "jobs": _jobs, "inspect": _inspect}
+    handler = builtin.get(args.command) or args.handler
+    user_errors = (DistilleryError, ParameterError) + tuple(
+        error for module in _command_groups() for error in getattr(module, "USER_ERRORS", ()))
     try:
         return handler(args)
-    except (DistilleryError, ParameterError) as exc:
+    except user_errors as exc:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

