@@ -1,0 +1,265 @@
+"""The training loop: one function, ``train``, for a single process or one worker of a DDP group.
+
+AdamW (no weight decay on norms), linear warmup then cosine or warmup-stable-decay (WSD), gradient
+clipping and accumulation, bf16 autocast on CUDA and fp32 on the CPU, optional ``torch.compile``. It consumes
+any ``curricula.batch.TokenStream``; a ``FeedbackStream`` receives the mean loss per domain after each step.
+Batches whose ``meta`` carries the teacher's ``topk_ids``/``topk_logprobs`` add the distillation KL
+(students/distill.py). MoE models add their auxiliary losses and log per-expert loads.
+
+Every ``checkpoint_every`` steps (and at the end) a checkpoint is written (students/checkpoint.py); with
+``resume=True`` a run continues from its latest checkpoint and reproduces the uninterrupted loss curve. Each
+step appends one JSON line to ``<run>/metrics.jsonl``. A NaN or infinite loss stops the run before the
+optimizer applies it, raising ``TrainingDiverged`` naming the step and the last good checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from curricula.batch import FeedbackStream, TokenStream
+from students.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from students.distill import distill_loss
+from students.errors import ConfigError, TrainingDiverged
+from students.model import ModelConfig, Student
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    schedule: str = "cosine"          # cosine | wsd
+    decay_fraction: float = 0.2       # wsd: the last fraction of steps decays linearly to min_lr
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0            # 0 disables clipping
+    grad_accum: int = 1
+    checkpoint_every: int = 50
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    compile: bool = False
+    distill_alpha: float = 1.0
+    distill_temperature: float = 1.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "grad_accum", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+            raise ConfigError(f"warmup_steps must be between 0 and steps ({self.steps}), not {self.warmup_steps}")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ConfigError(f"schedule must be cosine or wsd, not {self.schedule!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"decay_fraction must be in (0, 1], not {self.decay_fraction}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, not {self.lr}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown training field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based)."""
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return min_lr + 0.5 * (cfg.lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+    decay_steps = max(1, round(cfg.decay_fraction * cfg.steps))
+    decay_start = cfg.steps - decay_steps
+    if step < decay_start:
+        return cfg.lr
+    return cfg.lr + (min_lr - cfg.lr) * (step - decay_start + 1) / decay_steps
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but no GPU is available")
+    return torch.device(name)
+
+
+def load_cv(counts: torch.Tensor) -> float:
+    """Coefficient of variation (std / mean) of expert loads, averaged over layers: 0 is perfect balance."""
+    c = counts.float()
+    return float((c.std(dim=-1, unbiased=False) / c.mean(dim=-1).clamp(min=1e-9)).mean())
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    losses: list[float]     # per step of this process's run (after resume: the resumed steps only)
+    last_checkpoint: Path | None
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir: str | Path,
+          resume: bool = True, init_from: str | Path | None = None, model: Student | None = None) -> TrainResult:
+    """Train a student on ``stream`` for ``cfg.steps`` optimizer steps, writing to ``run_dir``.
+
+    ``init_from`` starts from another run's checkpoint weights (e.g. a context-extension fine-tune); ``model``
+    passes an already built model (its config must be ``model_cfg``). Inside a torch.distributed group, the
+    model is wrapped in DDP and only rank 0 writes metrics and checkpoints.
+    """
+    run_dir = Path(run_dir)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if distributed else 0
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = (model or Student(model_cfg)).to(device)
+    optimizer = make_optimizer(model, cfg)
+    start, last = 0, None
+    if init_from is not None:
+        load_checkpoint(init_from, model, restore_rng=False)
+    if resume and (last := latest_checkpoint(run_dir)) is not None:
+        state = load_checkpoint(last, model, optimizer)
+        stream.load_state_dict(state["stream"])
+        start = state["step"]
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=1))
+        _truncate_metrics(run_dir / "metrics.jsonl", start)
+    compute = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+        compute = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        compute = torch.compile(compute)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
+        else contextlib.nullcontext
+    feedback = isinstance(stream, FeedbackStream)
+    batches = iter(stream)
+    losses: list[float] = []
+    progress = _progress(cfg, start, rank)
+    model.train()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        lr = lr_at(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss, tokens, domain_sum, domain_n, counts, extra = 0.0, 0, {}, {}, None, {}
+        for micro in range(cfg.grad_accum):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise ConfigError(f"steps: the stream ran out after {step} steps "
+                                  f"({cfg.steps} x grad_accum {cfg.grad_accum} batches needed)") from None
+            ids = torch.as_tensor(batch.input_ids, device=device)
+            labels = torch.as_tensor(batch.labels, device=device)
+            docs = None if batch.document_ids is None else torch.as_tensor(batch.document_ids, device=device)
+            sync = contextlib.nullcontext() if not distributed or micro == cfg.grad_accum - 1 else compute.no_sync()
+            with sync:
+                with autocast():
+                    out = compute(ids, document_ids=docs)
+                token_ce = F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=-100,
+                                           reduction="none")
+                valid = labels != -100
+                ce = (token_ce * valid).sum() / valid.sum().clamp(min=1)
+                loss = ce
+                if "topk_ids" in batch.meta:
+                    loss, _, kl = distill_loss(out.logits, labels,
+                                               torch.as_tensor(batch.meta["topk_ids"], device=device),
+                                               torch.as_tensor(batch.meta["topk_logprobs"], device=device),
+                                               cfg.distill_alpha, cfg.distill_temperature)
+                    extra["kl"] = extra.get("kl", 0.0) + float(kl) / cfg.grad_accum
+                if out.aux_loss is not None:
+                    loss = loss + out.aux_loss
+                    counts = out.expert_counts if counts is None else counts + out.expert_counts
+                if not torch.isfinite(loss):
+                    where = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+                    raise TrainingDiverged(f"step {step}: loss is {float(loss)}; training stopped before "
+                                           f"applying it ({where})")
+                (loss / cfg.grad_accum).backward()
+            step_loss += float(ce) / cfg.grad_accum
+            tokens += int(valid.sum())
+            per_seq = ((token_ce * valid).sum(1) / valid.sum(1).clamp(min=1)).tolist()
+            for d, v in zip(batch.domains, per_seq):
+                domain_sum[d] = domain_sum.get(d, 0.0) + v
+                domain_n[d] = domain_n.get(d, 0) + 1
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0
+                                                         else float("inf")))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if distributed:
+            step_loss = _all_mean(step_loss, device)
+            tokens = int(_all_mean(tokens, device) * torch.distributed.get_world_size())
+        domain_loss = {d: domain_sum[d] / domain_n[d] for d in domain_sum}
+        if feedback:
+            stream.report_losses(domain_loss, step)
+        losses.append(step_loss)
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+                                  "tokens": tokens, "tokens_per_s": tokens / seconds, "domain_loss": domain_loss,
+                                  **extra}
+        if counts is not None:
+            record["expert_counts"] = counts.tolist()
+            record["expert_load_cv"] = load_cv(counts)
+        if rank == 0:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tokens / seconds:,.0f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                last = save_checkpoint(run_dir, step + 1, model, optimizer, stream.state_dict(),
+                                       {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record})
+    if progress is not None:
+        progress.close()
+    return TrainResult(run_dir, cfg.steps, losses, last)
+
+
+def _all_mean(value: float, device: torch.device) -> float:
+    t = torch.tensor([float(value)], device=device)
+    torch.distributed.all_reduce(t)
+    return float(t) / torch.distributed.get_world_size()
+
+
+def _progress(cfg: TrainConfig, start: int, rank: int):
+    if not cfg.progress or rank != 0:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=cfg.steps, initial=start, desc="train", unit="step")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume from checkpoint ``step``, drop lines of later steps (they will be recomputed)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
