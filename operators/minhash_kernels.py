@@ -41,10 +41,17 @@ def fmix32(h):
     return h
 
 
+@njit(cache=True, inline="always")
+def _separator(byte):
+    # The whitespace of RE2's \s (tab, newline, form feed, carriage return, space): words are the runs
+    # between these, so prepared text needs no whitespace-collapsing pass first.
+    return byte == 32 or byte == 9 or byte == 10 or byte == 12 or byte == 13
+
+
 @njit(cache=True)
 def _units(data, start, end, chars, bounds):
     """Fill ``bounds`` with (start, end) byte positions of the document's units: words (runs of bytes other
-    than ASCII space) or characters (UTF-8 code points). Return the number of units."""
+    than ASCII whitespace) or characters (UTF-8 code points). Return the number of units."""
     count = 0
     i = start
     if chars:
@@ -58,12 +65,12 @@ def _units(data, start, end, chars, bounds):
             i = j
         return count
     while i < end:
-        while i < end and data[i] == 32:
+        while i < end and _separator(data[i]):
             i += 1
         if i >= end:
             break
         j = i
-        while j < end and data[j] != 32:
+        while j < end and not _separator(data[j]):
             j += 1
         bounds[count, 0] = i
         bounds[count, 1] = j
@@ -141,4 +148,16 @@ def band_keys(sigs, bands, rows):
             for r in range(band * rows, (band + 1) * rows):
                 h = fmix64(h ^ np.uint64(sigs[d, r]))
             out[d, band] = h
+    return out
+
+
+@njit(cache=True)
+def string_hashes(offsets, data):
+    """FNV-1a + fmix64 of each string's UTF-8 bytes (Arrow offsets + data): a hash every process agrees on."""
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    for d in range(len(offsets) - 1):
+        h = FNV_OFFSET
+        for i in range(offsets[d], offsets[d + 1]):
+            h = (h ^ np.uint64(data[i])) * FNV_PRIME
+        out[d] = fmix64(h)
     return out

@@ -6,11 +6,14 @@ and, at the end, line-level boilerplate counting (``BoilerplateLines``).
     3. verify    the pairs are joined to both documents' texts, and each pair's exact shingle-set Jaccard
                  (or signature agreement) is computed; the driver keeps one result per distinct pair
     4. cluster   connected components over verified edges only (never raw bucket co-membership, which
-                 chains unrelated documents that share boilerplate); the keep rule picks one per cluster
+                 chains unrelated documents that share boilerplate), by large-star / small-star rounds of
+                 Ray tasks over hash partitions of the edges (``operators.components``); the keep rule
+                 picks one document per cluster
     5. annotate  every row is joined to its cluster decision; the runner's StageTask rejects the others
 
-No step holds all signatures in one place: buckets are hash-partitioned. Step 4 runs on the driver over
-the verified edges (memory proportional to duplicate pairs, not to documents).
+No step holds all signatures or all edges in one place: buckets and edges are hash-partitioned. The driver
+gathers the distinct candidate pairs and the final (id, cluster) labels: memory proportional to duplicate
+pairs, not to documents.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from typing import Any
 import pyarrow as pa
 
 from operators.boilerplate import BoilerplateLines
-from operators.minhash import MinHashDedup, label_components, pairs_from_buckets, reference_index
+from operators import components
+from operators.minhash import MinHashDedup, pairs_from_buckets, reference_index
 from pipelines.io import list_parquet_files
 
 
@@ -89,8 +93,9 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
     seconds["verify"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    first, second = edges["a"].to_pylist(), edges["b"].to_pylist()
-    labels = label_components(first, second)
+    labels, rounds = connected_components(edges, num_partitions)
+    seconds["components"] = time.perf_counter() - started
+    started = time.perf_counter()
     decisions, of_reference = _decisions(ds, op, labels, num_partitions)
     seconds["cluster"] = time.perf_counter() - started
     if index_dir is not None:
@@ -99,8 +104,8 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
         seconds["index"] = time.perf_counter() - started
 
     sizes = Counter(Counter(labels.values()).values())
-    stats = {"candidate_pairs": candidates,
-             "duplicates_of_reference": of_reference, "verified_pairs": len(first), "clusters": sum(sizes.values()),
+    stats = {"candidate_pairs": candidates, "duplicates_of_reference": of_reference,
+             "verified_pairs": edges.num_rows, "component_rounds": rounds, "clusters": sum(sizes.values()),
              "duplicates": len(labels) - sum(sizes.values()),
              "cluster_sizes": {str(size): count for size, count in sorted(sizes.items())},
              "bands": op.band_layout()[0], "rows": op.band_layout()[1],
@@ -151,6 +156,46 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
     chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256))
     edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow"))
     return edges if edges.num_columns else pairs.slice(0, 0)
+
+
+def connected_components(edges: pa.Table, partitions: int, max_rounds: int = 200) -> tuple[dict[str, str], int]:
+    """id -> cluster (the smallest id of its component) for every document of an edge, and the rounds used.
+
+    Large-star and small-star rounds alternate (``operators.components``); each round is one Ray task per
+    hash partition of the edges, which sends each output edge straight to its next partition (object refs,
+    no driver in between). The driver only sums each round's count of unfinished nodes.
+    """
+    import ray
+
+    if not edges.num_rows:
+        return {}, 0
+    step = ray.remote(_component_round).options(num_returns=partitions + 1)
+    finish = ray.remote(_component_labels)
+    pieces = max(1, min(partitions, edges.num_rows // 1024))
+    rows = -(-edges.num_rows // pieces)
+    outs = [step.remote("start", partitions, edges.slice(k * rows, rows)) for k in range(pieces)]
+    for rounds in range(max_rounds + 1):
+        inputs = [[out[k] for out in outs] for k in range(partitions)]
+        kind = "large" if rounds % 2 == 0 else "small"
+        outs = [step.remote(kind, partitions, *chunks) for chunks in inputs]
+        if sum(ray.get([out[partitions] for out in outs])) == 0:  # the inputs of this round are finished stars
+            table = pa.concat_tables(ray.get([finish.remote(*chunks) for chunks in inputs]))
+            return dict(zip(table["id"].to_pylist(), table["cluster"].to_pylist())), rounds
+    raise RuntimeError(f"connected components did not finish in {max_rounds} rounds ({edges.num_rows} edges)")
+
+
+def _component_round(kind: str, partitions: int, *chunks: pa.Table):
+    """One partition's round: (its output edges split by next partition..., unfinished nodes of its input)."""
+    if kind == "start":  # a slice of verified pairs (a, b): make them undirected, route them
+        table = chunks[0]
+        return (*components.split(components.both_directions(table["a"], table["b"]), partitions), 1)
+    edges = pa.concat_tables(chunks)
+    output = components.large_star(edges) if kind == "large" else components.small_star(edges)
+    return (*components.split(output, partitions), components.unfinished(edges))
+
+
+def _component_labels(*chunks: pa.Table) -> pa.Table:
+    return components.labels(pa.concat_tables(chunks))
 
 
 def frequent_lines(ds, op: BoilerplateLines, num_partitions: int) -> tuple[Any, frozenset[str], dict[str, Any]]:
