@@ -182,8 +182,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
             with sync:
                 with autocast():
                     out = compute(ids, document_ids=docs)
-                token_ce = F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=-100,
-                                           reduction="none")
+                token_ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.size(-1)), labels.reshape(-1),
+                                           ignore_index=-100, reduction="none").view(labels.shape)
                 valid = labels != -100
                 ce = (token_ce * valid).sum() / valid.sum().clamp(min=1)
                 loss = ce
@@ -201,7 +201,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                     raise TrainingDiverged(f"step {step}: loss is {float(loss)}; training stopped before "
                                            f"applying it ({where})")
                 (loss / cfg.grad_accum).backward()
-            step_loss += float(ce) / cfg.grad_accum
+            step_loss += ce.item() / cfg.grad_accum
             tokens += int(valid.sum())
             per_seq = ((token_ce * valid).sum(1) / valid.sum(1).clamp(min=1)).tolist()
             for d, v in zip(batch.domains, per_seq):
