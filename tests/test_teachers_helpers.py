@@ -3,11 +3,14 @@ OpenAI completions protocol with scripted answers and faults, and a scripted in-
 from __future__ import annotations
 
 import json
+import os
 import threading
+from dataclasses import dataclass
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from teachers.documents import GroundedQA
 from teachers.engines import Engine, Response, Sample, Sampling, Teacher
 
 
@@ -107,3 +110,16 @@ class ScriptedEngine(Engine):
                 on_response(i, r)
             out.append(r)
         return out
+
+
+@dataclass(frozen=True)
+class CrashOnceQA(GroundedQA):
+    """Kills its own process (SIGKILL) on the first batch it ever sees: the Ray actor really dies."""
+
+    marker: str = ""
+
+    def __call__(self, batch):
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), 9)
+        return super().__call__(batch)
