@@ -124,3 +124,38 @@ def _special_ids(tokenizer_dir: Path) -> tuple[int | None, int | None]:
         eos = values.get("eos_token_id")
         return values.get("bos_token_id"), eos[0] if isinstance(eos, list) else eos
     return 1, 2
+
+
+def student_from_hf(folder: str | Path) -> Student:
+    """The inverse of ``export_hf``: a Llama or Mixtral Hugging Face folder (default or linear RoPE) as a
+    Student in fp32, e.g. SmolLM2 itself for evaluation, or a student exported earlier."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    c = json.loads((folder / "config.json").read_text())
+    rope = c.get("rope_parameters") or {"rope_type": "default", "rope_theta": c.get("rope_theta", 10000.0)}
+    kind = rope.get("rope_type", "default")
+    if kind not in ("default", "linear", "yarn"):
+        raise ConfigError(f"rope_parameters: rope_type {kind!r} is not supported")
+    cfg = ModelConfig(vocab_size=c["vocab_size"], d_model=c["hidden_size"], n_layers=c["num_hidden_layers"],
+                      n_heads=c["num_attention_heads"], n_kv_heads=c.get("num_key_value_heads"),
+                      ffn_hidden=c["intermediate_size"], max_seq_len=c.get("max_position_embeddings", 2048),
+                      rope_theta=rope["rope_theta"], rope_scaling="none" if kind == "default" else kind,
+                      rope_factor=rope.get("factor", 1.0),
+                      rope_original_max_len=rope.get("original_max_position_embeddings"),
+                      tie_embeddings=c.get("tie_word_embeddings", False), norm_eps=c["rms_norm_eps"],
+                      n_experts=c.get("num_local_experts", 0) if "num_local_experts" in c else 0,
+                      top_k=c.get("num_experts_per_tok", 2))
+    if c.get("head_dim") not in (None, cfg.head_dim):
+        raise ConfigError(f"head_dim: {c['head_dim']} differs from hidden_size / num_attention_heads")
+    model = Student(cfg)
+    tensors = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(str(path)))
+    names = hf_state_dict(model)
+    with torch.no_grad():
+        for name, param in names.items():
+            if name not in tensors:
+                raise ConfigError(f"{folder}: weight {name} is missing")
+            param.copy_(tensors[name].float())
+    return model.eval()
