@@ -6,7 +6,12 @@ import argparse
 
 from teachers.smollm2 import ModelPrepareError
 
-USER_ERRORS = (ModelPrepareError,)
+
+class TeacherCommandError(ValueError):
+    """A teachers command was given something it cannot use (a missing file or column)."""
+
+
+USER_ERRORS = (ModelPrepareError, TeacherCommandError)
 
 
 def add_commands(commands) -> None:
@@ -21,6 +26,25 @@ def add_commands(commands) -> None:
     prepare.add_argument("--force", action="store_true", help="rebuild even if the folder is complete")
     prepare.set_defaults(handler=_prepare)
 
+    serve = actions.add_parser("serve", help="serve a teacher with vLLM's OpenAI-compatible server on 127.0.0.1 "
+                               "(CPU defaults: fp32, eager, 1 GiB KV cache); the API key comes from the environment")
+    serve.add_argument("--model", help="Hugging Face folder (default: the prepared SmolLM2-135M-Instruct)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-name", default="teacher", help="the model name clients ask for")
+    serve.add_argument("--api-key-env", default="DISTILLERY_TEACHER_API_KEY",
+                       help="environment variable holding the key clients must send (unset: no key)")
+    serve.add_argument("--max-model-len", type=int, default=2048)
+    serve.add_argument("--log", default="vllm-server.log", help="the server's log file")
+    serve.set_defaults(handler=_serve)
+
+    report = actions.add_parser("diversity", help="diversity of generated text: distinct-1/2/3 and mean pairwise "
+                                "ROUGE-L (on a seeded sample)")
+    report.add_argument("path", help="Parquet file or directory")
+    report.add_argument("--column", default="text")
+    report.add_argument("--sample", type=int, default=300, help="texts in the pairwise ROUGE-L sample")
+    report.add_argument("--seed", type=int, default=0)
+    report.set_defaults(handler=_diversity)
+
 
 def _prepare(args: argparse.Namespace) -> int:
     from teachers.smollm2 import default_dir, is_prepared, prepare_smollm2
@@ -30,4 +54,47 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"{out}: already prepared (use --force to rebuild)")
         return 0
     print(f"{prepare_smollm2(out, dtype=args.dtype)}: SmolLM2-135M-Instruct as a Hugging Face folder")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from teachers.server import start_server
+    from teachers.smollm2 import smollm2_dir
+
+    server = start_server(args.model or smollm2_dir(), args.log, port=args.port, served_name=args.served_name,
+                          api_key_env=args.api_key_env, max_model_len=args.max_model_len)
+    print(f"serving {args.served_name!r} at {server.url}/v1 (log: {args.log}); Ctrl-C stops it", flush=True)
+    try:
+        while server.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _diversity(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from teachers.diversity import diversity_report
+
+    if not Path(args.path).exists():
+        raise TeacherCommandError(f"{args.path}: no such file or directory")
+    files = [args.path] if Path(args.path).is_file() else sorted(
+        str(p) for p in Path(args.path).glob("*.parquet"))
+    if not files:
+        raise TeacherCommandError(f"{args.path}: no Parquet files")
+    texts: list[str] = []
+    for f in files:
+        schema = pq.read_schema(f)
+        if args.column not in schema.names:
+            raise TeacherCommandError(f"{f}: no column {args.column!r} (columns: {', '.join(schema.names)})")
+        texts += [t for t in pq.read_table(f, columns=[args.column])[args.column].to_pylist() if t]
+    print(json.dumps(diversity_report(texts, sample=args.sample, seed=args.seed), indent=2))
     return 0

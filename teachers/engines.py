@@ -41,6 +41,7 @@ class Sampling:
     prompt_logprobs: int | None = None  # top-k logprobs per prompt position
     stop: tuple[str, ...] = ()
     json_schema: str | None = None      # JSON schema (as a JSON string): constrained decoding
+    ignore_eos: bool = False            # generate exactly max_tokens (benchmarks)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -239,7 +240,8 @@ class VLLMEngine(Engine):
             extra["structured_outputs"] = StructuredOutputsParams(json=sampling.json_schema)
         return SamplingParams(n=sampling.n, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
                               top_p=sampling.top_p, seed=sampling.seed, logprobs=sampling.logprobs,
-                              prompt_logprobs=sampling.prompt_logprobs, stop=list(sampling.stop) or None, **extra)
+                              prompt_logprobs=sampling.prompt_logprobs, stop=list(sampling.stop) or None,
+                              ignore_eos=sampling.ignore_eos, **extra)
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, on_response=None) -> list[Response]:
         from vllm.inputs import TokensPrompt

@@ -65,6 +65,8 @@ class OpenAIEngine(Engine):
                                 "seed": sampling.seed}
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True
         if sampling.json_schema:  # vLLM's structured outputs; other servers ignore unknown fields or refuse them
             body["structured_outputs"] = {"json": json.loads(sampling.json_schema)}
         if isinstance(prompt, tuple):  # chat messages: the server applies its chat template
