@@ -192,7 +192,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                                                torch.as_tensor(batch.meta["topk_ids"], device=device),
                                                torch.as_tensor(batch.meta["topk_logprobs"], device=device),
                                                cfg.distill_alpha, cfg.distill_temperature)
-                    extra["kl"] = extra.get("kl", 0.0) + float(kl) / cfg.grad_accum
+                    extra["kl"] = extra.get("kl", 0.0) + kl.item() / cfg.grad_accum
                 if out.aux_loss is not None:
                     loss = loss + out.aux_loss
                     counts = out.expert_counts if counts is None else counts + out.expert_counts
