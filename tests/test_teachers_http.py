@@ -229,3 +229,39 @@ def test_rerun_after_a_kill_asks_only_for_the_missing_rows(tmp_path):
         resumed.set()
         server.stop()
     assert sorted(pq.read_table(tmp_path / "out")["id"].to_pylist()) == [f"grounded_qa:d{i}" for i in range(8)]
+
+
+def test_rephrasings_that_copy_their_seed_are_removed_against_the_seeds_index(tmp_path, ray_local):
+    """Dedup against seeds reuses MinHashDedup's cross-run index: a 'rephrasing' that copies its source document is
+    a near-duplicate of a seed and is rejected naming it; real rewrites are kept."""
+    from conftest import sample_rows
+    from operators import MinHashDedup
+    from pipelines import Pipeline
+    from teachers.documents import Rephrase
+
+    rows = [r for r in sample_rows(400) if len(r["text"].split()) >= 100][:6]
+    seeds = write_docs(tmp_path / "seeds", rows)
+    Pipeline("seeds").read_parquet(str(seeds)).dedup(MinHashDedup()).run(output=str(tmp_path / "seeds-out"))
+    copies = {rows[0]["id"], rows[1]["id"]}
+
+    def respond(body, n):
+        doc = prompt_text(body).split("Text:\n", 1)[1]
+        source = next(r for r in rows if r["text"] == doc)
+        if source["id"] in copies:
+            return 200, completion(body, doc), 0  # a lazy 'rephrasing': the source itself
+        words = doc.split()
+        return 200, completion(body, " ".join(words[::-1])), 0  # a different text (no shared 5-grams)
+
+    server = StubServer(respond)
+    try:
+        manifest = (Pipeline("rephrase").read_parquet(str(seeds))
+                    .filter(Rephrase(teacher=stub_teacher(server.url), cache_dir=None, max_doc_chars=100_000))
+                    .dedup(MinHashDedup(reference=(str(tmp_path / "seeds-out"),)))
+                    .write_parquet(str(tmp_path / "out")).run())
+    finally:
+        server.stop()
+    assert manifest["stages"][2]["plan"]["duplicates_of_reference"] == 2
+    kept = sorted(pq.read_table(tmp_path / "out")["id"].to_pylist())
+    assert kept == sorted(f"rephrase:{r['id']}" for r in rows[2:])
+    details = dict(zip(*pq.read_table(tmp_path / "out" / "_rejected").select(["id", "detail"]).to_pydict().values()))
+    assert details == {f"rephrase:{i}": f"near-duplicate of {i} in {tmp_path / 'seeds-out'}" for i in copies}

@@ -267,3 +267,31 @@ def test_rouge_novelty_diversity_and_resources():
     gpu = stub_teacher("http://127.0.0.1:9", gpus_per_replica=1.0, replicas=2, cpus_per_replica=4.0)
     res = GroundedQA(teacher=gpu, batch_size=16).resources
     assert (res.num_gpus, res.concurrency, res.num_cpus, res.batch_size) == (1.0, 2, 4.0, 16)
+
+
+def test_diversity_command(tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    pq.write_table(table([{"id": "1", "text": "a b c"}, {"id": "2", "text": "a b d"}]), tmp_path / "x.parquet")
+    cli = [sys.executable, "-m", "pipelines.cli"]
+    done = subprocess.run([*cli, "teachers", "diversity", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mean_pairwise_rouge_l"] == round(2 / 3, 4)
+    bad = subprocess.run([*cli, "teachers", "diversity", str(tmp_path), "--column", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
+
+
+def test_bad_parameters_name_the_field():
+    from operators import ParameterError
+
+    with pytest.raises(ParameterError, match="GroundedQA.teacher"):
+        GroundedQA(teacher=None)
+    with pytest.raises(ParameterError, match="LogitDistill.top_k"):
+        LogitDistill(teacher=TEACHER, top_k=21)
+    with pytest.raises(ValueError, match="Sampling.logprobs"):
+        Sampling(logprobs=50)
+    with pytest.raises(ValueError, match="Teacher.base_url"):
+        stub_teacher(None)
