@@ -121,6 +121,7 @@ class TrainResult:
     step: int
     losses: list[float]     # per step of this process's run (after resume: the resumed steps only)
     last_checkpoint: Path | None
+    model: Student | None = None  # the trained model (this rank's copy)
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir: str | Path,
@@ -236,7 +237,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                                        {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record})
     if progress is not None:
         progress.close()
-    return TrainResult(run_dir, cfg.steps, losses, last)
+    return TrainResult(run_dir, cfg.steps, losses, last, model)
 
 
 def _all_mean(value: float, device: torch.device) -> float:
