@@ -129,9 +129,9 @@ def ours_phases(table: pa.Table) -> dict[str, float]:
     spent = {"prepare_text": 0.0, "shingle_hashes": 0.0, "signatures": 0.0}
     for batch in table.to_batches(BATCH):
         start = time.process_time()
-        prepared = prepare_text(pa.Table.from_batches([batch])["text"])
+        prepared = prepare_text(pa.Table.from_batches([batch])["text"], word_kernel=True)  # as sketch does
         mid = time.process_time()
-        hashes, offsets = shingle_hashes(prepared, 5)
+        hashes, offsets = shingle_hashes(prepared, 5, punct_separates=True)
         end = time.process_time()
         signatures(hashes, offsets, NUM_PERM, 1)
         spent["prepare_text"] += mid - start

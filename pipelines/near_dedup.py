@@ -9,7 +9,8 @@ and, at the end, line-level boilerplate counting (``BoilerplateLines``).
                  chains unrelated documents that share boilerplate), by large-star / small-star rounds of
                  Ray tasks over hash partitions of the edges (``operators.components``); the keep rule
                  picks one document per cluster
-    5. annotate  every row is joined to its cluster decision; the runner's StageTask rejects the others
+    5. annotate  every row gets its cluster decision (a broadcast lookup); the runner's StageTask rejects
+                 the others
 
 No step holds all signatures or all edges in one place: buckets and edges are hash-partitioned. The driver
 gathers the distinct candidate pairs and the final (id, cluster) labels: memory proportional to duplicate
@@ -110,8 +111,21 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
              "cluster_sizes": {str(size): count for size, count in sorted(sizes.items())},
              "bands": op.band_layout()[0], "rows": op.band_layout()[1],
              "seconds": {phase: round(value, 3) for phase, value in seconds.items()}}
-    joined = ds.join(ray.data.from_arrow(decisions), join_type="left_outer", num_partitions=num_partitions, on=("id",))
-    return joined, stats
+    return ds.map_batches(_attach(ray.put(decisions)), batch_format="pyarrow"), stats
+
+
+def _attach(decisions_ref):
+    """Each row with its cluster's ``keep_id`` and ``cluster`` (null: a cluster of one). The decisions cover
+    only documents in clusters of two or more, so they are broadcast to the tasks instead of shuffling every
+    text through a join."""
+    import ray
+
+    def attach(batch: pa.Table) -> pa.Table:
+        decisions = ray.get(decisions_ref)
+        found = pa.compute.index_in(batch["id"].cast(pa.string()), value_set=decisions["id"])
+        return batch.append_column("keep_id", decisions["keep_id"].take(found)).append_column(
+            "cluster", decisions["cluster"].take(found))
+    return attach
 
 
 def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Table:
