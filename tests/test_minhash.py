@@ -146,3 +146,18 @@ def test_cross_dump_dedup_against_an_earlier_runs_index(tmp_path):
         MinHashDedup(num_perm=64, reference=(str(tmp_path / "out1"),))
     with pytest.raises(ParameterError, match=r"MinHashDedup\.reference: .* holds no MinHash index"):
         MinHashDedup(reference=(str(first),))
+
+
+@pytest.mark.parametrize("strip_punctuation", [True, False])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_fast_word_path_gives_the_shingles_of_the_full_preparation(strip_punctuation, lowercase):
+    """``sketch`` leaves whitespace and ASCII punctuation to the compiled word splitter; the shingles must be
+    those of the full preparation (NFKC, lower, punctuation -> space, whitespace runs -> one space)."""
+    texts = [r["text"] for r in sample_rows(600)] + [
+        "a \x0b", "a\x0bb  c\u2028d", "\u00a0x  y\t\tz\r\n", "", None, " \u3000 ", "Hello, World!! again--now",
+        "naïve café—déjà vu (résumé)", "___", "a_b c-d e.f", "ÀB,C d", "‘quote’ \"dq\" x", "ﬁ ① ｆｕｌｌ"]
+    table = pa.table({"id": [str(k) for k in range(len(texts))], "text": pa.array(texts, pa.string())})
+    op = MinHashDedup(strip_punctuation=strip_punctuation, lowercase=lowercase)
+    expected, expected_offsets = shingle_hashes(prepare_text(table["text"], lowercase, strip_punctuation), 5)
+    hashes, offsets, _ = op.sketch(table)
+    assert np.array_equal(offsets, expected_offsets) and np.array_equal(hashes, expected)
