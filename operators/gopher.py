@@ -147,9 +147,11 @@ class _NGrams:
     def keys(self, n: int) -> np.ndarray:
         if n not in self._keys:
             prev = self.keys(n - 1)
-            key = prev.copy()
+            key, m = np.empty_like(prev), len(prev) - (n - 1)
             with np.errstate(over="ignore"):
-                key[:len(key) - (n - 1)] = prev[:len(key) - (n - 1)] * np.uint64(0x100000001B3) + self.hashes[n - 1:]
+                np.multiply(prev[:m], np.uint64(0x100000001B3), out=key[:m])
+                key[:m] += self.hashes[n - 1:]
+            key[m:] = prev[m:]
             self._keys[n] = key
         return self._keys[n]
 
@@ -158,46 +160,65 @@ class _NGrams:
         return self.cum_chars[n:] - self.cum_chars[:len(self.cum_chars) - n]
 
 
-def _top_ngram(keys: list[int]) -> tuple[int, int]:
-    """(position of first occurrence, count) of the most frequent n-gram; ties go to the one seen first,
-    as with DataTrove's ``Counter.most_common(1)``."""
-    counts = Counter(keys)
-    top = max(counts.values())
-    key = next(islice(counts, list(counts.values()).index(top), None))  # dicts keep first-seen order
-    return keys.index(key), top
+def _positions(keys: np.ndarray, within: np.ndarray | None) -> np.ndarray:
+    """The positions to look at: all of them, or those of ``within`` (sorted) that have an n-gram."""
+    return np.arange(len(keys)) if within is None else within[within < len(keys)]
 
 
-def _repeated_chars(keys: np.ndarray, chars: np.ndarray, n: int, length: int, frac: float) -> int | None:
+def _top_ngram(keys: np.ndarray, within: np.ndarray | None) -> tuple[int, int, np.ndarray]:
+    """(position of first occurrence, count) of the most frequent n-gram, ties going to the one seen first
+    as with DataTrove's ``Counter.most_common(1)``, and the positions of the n-grams that occur twice or
+    more. ``within`` (or None for all) holds every position whose n-gram can occur twice: those of a
+    smaller size's repeats, since an n-gram occurs no more often than its first m words. When no n-gram
+    repeats, the top one is the first, once."""
+    pos = _positions(keys, within)
+    pos_keys = keys[pos]
+    order = np.argsort(pos_keys, kind="stable")  # equal keys stay in position order
+    k = pos_keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    counts = np.diff(np.append(starts, len(k)))
+    top = int(counts.max()) if len(counts) else 1
+    if top < 2:
+        return 0, 1, pos[:0]
+    first = pos[order[starts]][counts == top].min()
+    return int(first), top, np.sort(pos[order[np.repeat(counts >= 2, counts)]])
+
+
+def _repeated_chars(keys: np.ndarray, chars: np.ndarray, n: int, length: int, frac: float,
+                    within: np.ndarray | None = None) -> tuple[int | None, np.ndarray | None]:
     """DataTrove's ``find_all_duplicate``: scan the n-grams left to right; one seen before adds its
     characters and the scan jumps past it (the n-grams it jumps over are never remembered), any other
     is remembered. Returns None when no n-gram occurs twice (then no longer one does either), and stops
-    early once the total's share of ``length`` exceeds ``frac`` (it only grows).
+    early once the total's share of ``length`` exceeds ``frac`` (it only grows). Also returns the
+    positions of the n-grams that occur twice or more (``within`` for a larger n, as in ``_top_ngram``).
 
     Only the n-grams with an earlier occurrence can repeat, so the scan visits just those: one is a
     repeat if some earlier occurrence of it was remembered, i.e. not jumped over."""
-    order = np.argsort(keys, kind="stable")
-    same = keys[order[1:]] == keys[order[:-1]]
+    pos = _positions(keys, within)
+    k = keys[pos]
+    order = np.argsort(k, kind="stable")
+    same = k[order[1:]] == k[order[:-1]]
     if not same.any():
-        return None
-    previous = np.full(len(keys), -1, np.int64)  # the occurrence of the same n-gram just before
-    previous[order[1:][same]] = order[:-1][same]
-    candidates = np.flatnonzero(previous >= 0)
-    previous_of, chars_of = previous.tolist(), chars.tolist()
+        return None, None
+    later, earlier = pos[order[1:][same]], pos[order[:-1][same]]  # an occurrence, the one just before
+    by_position = np.argsort(later)
+    candidates = later[by_position]
+    previous_of = dict(zip(candidates.tolist(), earlier[by_position].tolist()))  # others: -1
     jumped: set[int] = set()
     repeated, resume = 0, 0
-    for i in candidates.tolist():
+    for i, chars_i in zip(candidates.tolist(), chars[candidates].tolist()):
         if i < resume:
             continue
         j = previous_of[i]
         while j >= 0 and j in jumped:
-            j = previous_of[j]
+            j = previous_of.get(j, -1)
         if j >= 0:
-            repeated += chars_of[i]
+            repeated += chars_i
             if repeated / length > frac:
                 break
             jumped.update(range(i + 1, i + n))
             resume = i + n
-    return repeated
+    return repeated, np.union1d(later, earlier)
 
 
 @dataclass(frozen=True)
@@ -277,7 +298,15 @@ class GopherRepetition(Filter):
         vocab = words.vocab
         # count_n(g) <= count_m(g's first m words) for m < n: a smaller size's top count bounds a larger
         # size's, so with the longest n-gram's characters it can clear a document without counting.
-        bound, largest_done = np.zeros(n, np.int64), None
+        # A bound of 1 (all m-grams distinct) means all n-grams are distinct too: then the top n-gram is
+        # the first one, once (the tie goes to the first seen), and no n-gram repeats.
+        bound, bound_size, largest_done = np.zeros(n, np.int64), np.zeros(n, np.int64), None
+        within: dict[int, tuple[int, np.ndarray]] = {}  # document -> (size, positions of its repeats)
+
+        def within_of(d: int, size: int) -> np.ndarray | None:
+            found = within.get(d)
+            return found[1] if found is not None and found[0] <= size else None
+
         starts = words.offsets[:-1]
         for size, frac in self.top_n_grams:
             keys, chars = grams.keys(size), grams.chars(size) + (size - 1)  # n-grams joined by spaces
@@ -288,9 +317,20 @@ class GopherRepetition(Filter):
                 longest[nonempty] = np.maximum.reduceat(chars, np.minimum(starts[nonempty], len(chars) - 1))
                 todo &= bound * longest / np.maximum(length, 1) > frac
             failed, details = np.zeros(n, bool), {}
-            for d in np.flatnonzero(todo):
+            distinct = todo & (bound == 1) & (bound_size > 0) & (bound_size <= size)
+            first = np.flatnonzero(distinct)
+            first_chars = chars[words.offsets[first]] if len(first) else np.zeros(0, np.int64)
+            for d in first[first_chars / length[first] > frac].tolist():
+                start, top_chars = words.offsets[d], int(chars[words.offsets[d]])
+                failed[d] = True
+                gram = " ".join(vocab[int(t)].as_py() for t in words.ids[start:start + size])
+                details[d] = f"{gram!r} x1: {top_chars} of {length[d]} characters ({pct(top_chars / length[d])})"
+            bound_size[todo] = size
+            for d in np.flatnonzero(todo & ~distinct):
                 start = words.offsets[d]
-                position, count = _top_ngram((keys[start:words.offsets[d + 1] - size + 1] >> 4).tolist())
+                position, count, repeats = _top_ngram(keys[start:words.offsets[d + 1] - size + 1] >> np.uint64(4),
+                                                      within_of(d, size))
+                within[d] = (size, repeats)
                 bound[d] = count
                 top_chars = int(chars[start + position]) * count
                 if top_chars / length[d] > frac:
@@ -306,9 +346,13 @@ class GopherRepetition(Filter):
         for size, frac in self.dup_n_grams:
             keys, chars = grams.keys(size), grams.chars(size)
             failed, details = np.zeros(n, bool), {}
-            for d in np.flatnonzero(open_rows & (words.counts >= size) & (clean_from > size)):
+            distinct = (bound == 1) & (bound_size > 0) & (bound_size <= size)  # no n-gram of this size repeats
+            for d in np.flatnonzero(open_rows & (words.counts >= size) & (clean_from > size) & ~distinct):
                 start, stop = words.offsets[d], words.offsets[d + 1] - size + 1
-                repeated = _repeated_chars(keys[start:stop], chars[start:stop], size, int(length[d]), frac)
+                repeated, repeats = _repeated_chars(keys[start:stop], chars[start:stop], size, int(length[d]), frac,
+                                                    within_of(d, size))
+                if repeats is not None:
+                    within[d] = (size, repeats)
                 if repeated is None:
                     clean_from[d] = size
                 elif repeated / length[d] > frac:
