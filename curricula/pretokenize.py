@@ -41,8 +41,11 @@ class _Tokenize:
 
 
 def pretokenize(input_path: str | Path, output_path: str | Path, tokenizer: Tokenizer | str | Path, *,
-                text_column: str = "text", batch_size: int = 256, concurrency: int = 2) -> Path:
-    """Tokenise ``input_path`` into ``output_path`` with Ray Data (uses the running Ray, or starts one)."""
+                text_column: str = "text", batch_size: int = 256, concurrency: int = 1) -> Path:
+    """Tokenise ``input_path`` into ``output_path`` with Ray Data (uses the running Ray, or starts one).
+
+    ``concurrency`` tokenizer actors (1 CPU each); leave a CPU for the read tasks (on 2 CPUs, 2 actors
+    starve the file listing and the run hangs), e.g. one actor per worker node's CPUs minus one."""
     import ray.data
 
     tok, _, _ = load_tokenizer(tokenizer)
