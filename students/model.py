@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from students.errors import ConfigError
+from students.fused_ce import linear_cross_entropy
 from students.moe import SparseMoE
 from students.rope import alibi_slopes, apply_rope, rope_cos_sin, rope_frequencies
 
@@ -97,8 +98,9 @@ class ModelConfig:
 
 @dataclass
 class StudentOutput:
-    logits: torch.Tensor                   # [B, T, V]
+    logits: torch.Tensor | None            # [B, T, V]; None when the loss was computed fused (labels given)
     loss: torch.Tensor | None = None       # mean next-token cross-entropy over labels != -100
+    token_loss: torch.Tensor | None = None  # [B, T] per-token cross-entropy (detached; 0 where label -100)
     aux_loss: torch.Tensor | None = None   # MoE: aux_loss_coef * balance + z_loss_coef * z (mean over layers)
     expert_counts: torch.Tensor | None = None  # MoE: int64 [n_layers, E]
     dropped: int = 0                       # MoE: assignments dropped by the capacity limit
@@ -228,7 +230,10 @@ class Student(nn.Module):
         return bias[None].masked_fill(~allowed, float("-inf"))
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
-                document_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> StudentOutput:
+                document_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                return_logits: bool = False) -> StudentOutput:
+        """Logits, or with ``labels`` the loss through the fused output projection + cross-entropy (no
+        [B, T, V] logits are materialised unless ``return_logits``)."""
         B, T = input_ids.shape
         x = self.embed(input_ids)
         rope = None
@@ -243,10 +248,17 @@ class Student(nn.Module):
             x, s = block(x, rope, mask)
             if s is not None:
                 stats.append(s)
-        logits = self.lm_head(self.norm(x))
-        out = StudentOutput(logits=logits)
-        if labels is not None:
-            out.loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+        x = self.norm(x)
+        if labels is not None and not return_logits:
+            loss, token_loss = linear_cross_entropy(x.reshape(B * T, -1), self.lm_head.weight, labels.reshape(-1))
+            out = StudentOutput(logits=None, loss=loss, token_loss=token_loss.view(B, T))
+        else:
+            out = StudentOutput(logits=self.lm_head(x))
+            if labels is not None:
+                token_loss = F.cross_entropy(out.logits.float().reshape(-1, out.logits.size(-1)), labels.reshape(-1),
+                                             ignore_index=-100, reduction="none").view(B, T)
+                out.loss = token_loss.sum() / (labels != -100).sum().clamp(min=1)
+                out.token_loss = token_loss.detach()
         if stats:
             aux = torch.stack([s.aux_loss for s in stats]).mean()
             z = torch.stack([s.z_loss for s in stats]).mean()

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from curricula.batch import FeedbackStream, TokenStream
 from students.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -181,14 +180,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
             docs = None if batch.document_ids is None else torch.as_tensor(batch.document_ids, device=device)
             sync = contextlib.nullcontext() if not distributed or micro == cfg.grad_accum - 1 else compute.no_sync()
             with sync:
+                distilling = "topk_ids" in batch.meta
                 with autocast():
-                    out = compute(ids, document_ids=docs)
-                token_ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.size(-1)), labels.reshape(-1),
-                                           ignore_index=-100, reduction="none").view(labels.shape)
-                valid = labels != -100
-                ce = (token_ce * valid).sum() / valid.sum().clamp(min=1)
+                    out = compute(ids, labels=labels, document_ids=docs, return_logits=distilling)
+                token_ce, valid, ce = out.token_loss, labels != -100, out.loss
                 loss = ce
-                if "topk_ids" in batch.meta:
+                if distilling:
                     loss, _, kl = distill_loss(out.logits, labels,
                                                torch.as_tensor(batch.meta["topk_ids"], device=device),
                                                torch.as_tensor(batch.meta["topk_logprobs"], device=device),
