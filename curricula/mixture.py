@@ -22,9 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-
-class CurriculumConfigError(ValueError):
-    """A curriculum is misconfigured; the message names the field."""
+from curricula.errors import CurriculumConfigError
 
 
 def _require(condition: bool, field_name: str, message: str) -> None:
@@ -180,7 +178,8 @@ class Temperature(Constant):
 
     def describe(self) -> dict[str, Any]:
         return {"schedule": "temperature", "temperature": self.temperature, "size_unit": self.size_unit,
-                "sizes": self.sizes, "weights": dict(self.mixture.weights) if self.sizes else None}
+                "sizes": self.sizes, "weights": ({d: round(float(w), 6) for d, w in zip(self.domains, self._p)}
+                                                 if self.domains else None)}
 
 
 @dataclass
