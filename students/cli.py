@@ -141,7 +141,7 @@ def _eval(args: argparse.Namespace) -> int:
         from teachers.smollm2 import smollm2_dir
         from tokenizers import Tokenizer
         tok = Tokenizer.from_file(str(smollm2_dir() / "tokenizer.json"))
-        passkey = {"encode": lambda s: tok.encode(s, add_special_tokens=False).ids, "decode": tok.decode,
+        passkey = {"encode": lambda s: tok.encode(s, add_special_tokens=False).ids,
                    "lengths": [int(x) for x in args.passkey_lengths.split(",")],
                    "depths": [float(x) for x in args.passkey_depths.split(",")], "trials": args.passkey_trials}
     rows = []

@@ -123,7 +123,7 @@ def evaluate_model(model: Student, batches: list[TokenBatch], name: str = "stude
                    passkey: dict | None = None, throughput: dict | None = None) -> dict:
     """One student's row: held-out results, passkey accuracies and throughput.
 
-    ``passkey``: {"encode", "decode", "lengths", "depths", "trials"}; ``throughput``: {"batch_size",
+    ``passkey``: {"encode", "lengths", "depths", "trials"}; ``throughput``: {"batch_size",
     "seq_len", "steps", "peak_tflops"} (measured on a copy, so the model is unchanged)."""
     import copy
 
@@ -132,7 +132,7 @@ def evaluate_model(model: Student, batches: list[TokenBatch], name: str = "stude
     row = {"name": name, "params": model.num_params(), "active_params": model.num_params(active=True),
            "config": model.cfg.to_dict(), **heldout(model, batches)}
     if passkey:
-        row["passkey"] = passkey_retrieval(model, passkey["encode"], passkey["decode"], passkey["lengths"],
+        row["passkey"] = passkey_retrieval(model, passkey["encode"], passkey["lengths"],
                                            passkey.get("depths", (0.0, 0.5, 1.0)), passkey.get("trials", 2))
     if throughput:
         row.update(training_throughput(copy.deepcopy(model), **throughput))

@@ -1,8 +1,9 @@
 """Long context: passkey retrieval, perplexity by position, and extending a trained student's context.
 
 - ``passkey_prompt`` hides "The pass key is NNNNN" at a relative ``depth`` of a filler text of exactly
-  ``length`` tokens ending in "What is the pass key? The pass key is"; ``passkey_retrieval`` greedily decodes
-  the answer at several lengths x depths and reports the fraction of exact digit matches.
+  ``length`` tokens ending in "What is the pass key? The pass key is"; ``passkey_retrieval`` checks the greedy
+  the answer (checked in one teacher-forced pass) at several lengths x depths and reports the fraction of
+  prompts answered with exactly the key.
 - ``perplexity_by_position`` buckets next-token losses by position (does quality hold past the training length?).
 - ``extend_context`` fine-tunes a trained run with RoPE scaling (linear, ntk or yarn) at a longer sequence
   length: same weights, new frequencies, a short run of ``train``.
@@ -42,20 +43,18 @@ def passkey_prompt(encode: Callable[[str], list[int]], length: int, depth: float
 
 
 @torch.no_grad()
-def greedy(model: Student, ids: list[int], new_tokens: int) -> list[int]:
-    """Greedy decoding without a cache (prompts here are short enough)."""
+def greedy_reproduces(model: Student, prompt: list[int], answer: list[int]) -> bool:
+    """Whether greedy decoding after ``prompt`` starts with ``answer``: one teacher-forced forward pass whose
+    argmax at every answer position must be the answer's token (equivalent to decoding token by token)."""
     device = next(model.parameters()).device
-    seq = torch.tensor([ids], device=device)
-    for _ in range(new_tokens):
-        nxt = model(seq).logits[0, -1].argmax()
-        seq = torch.cat([seq, nxt.view(1, 1)], dim=1)
-    return seq[0, len(ids):].tolist()
+    logits = model(torch.tensor([prompt + answer], device=device)).logits[0]
+    predicted = logits[len(prompt) - 1: len(prompt) + len(answer) - 1].argmax(-1)
+    return predicted.tolist() == answer
 
 
-def passkey_retrieval(model: Student, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],
-                      lengths: Iterable[int] = (256, 512), depths: Iterable[float] = (0.0, 0.5, 1.0),
+def passkey_retrieval(model: Student, encode: Callable[[str], list[int]], lengths: Iterable[int] = (256, 512), depths: Iterable[float] = (0.0, 0.5, 1.0),
                       trials: int = 2, seed: int = 0) -> list[dict]:
-    """[{length, depth, accuracy, trials}]: the share of prompts whose greedy answer starts with the key."""
+    """[{length, depth, accuracy, trials}]: the share of prompts whose greedy answer starts with " KEY"."""
     was_training = model.training
     model.eval()
     rng = random.Random(seed)
@@ -65,8 +64,7 @@ def passkey_retrieval(model: Student, encode: Callable[[str], list[int]], decode
             hits = 0
             for _ in range(trials):
                 key = rng.randint(10000, 99999)
-                answer = decode(greedy(model, passkey_prompt(encode, length, depth, key), 7))
-                hits += answer.strip().startswith(str(key))
+                hits += greedy_reproduces(model, passkey_prompt(encode, length, depth, key), encode(f" {key}"))
             results.append({"length": length, "depth": depth, "accuracy": hits / trials, "trials": trials})
     model.train(was_training)
     return results

@@ -57,9 +57,19 @@ def test_passkey_retrieval_with_real_smollm2(tokenizer, smollm2_dir):
     from students.export import student_from_hf
 
     model = student_from_hf(smollm2_dir)
-    rows = passkey_retrieval(model, encode_with(tokenizer), tokenizer.decode, lengths=(256,), depths=(0.0, 0.5),
-                             trials=1)
-    assert [(r["length"], r["depth"], r["accuracy"]) for r in rows] == [(256, 0.0, 1.0), (256, 0.5, 1.0)]
+    rows = passkey_retrieval(model, encode_with(tokenizer), lengths=(256, 512), depths=(0.0, 0.5), trials=2)
+    assert [(r["length"], r["depth"], r["accuracy"]) for r in rows] == [
+        (256, 0.0, 1.0), (256, 0.5, 1.0), (512, 0.0, 1.0), (512, 0.5, 1.0)]
+    # Greedy decoding token by token agrees with the one-pass check.
+    from students.longctx import greedy_reproduces
+    prompt = passkey_prompt(encode_with(tokenizer), 256, 0.5, 48213)
+    seq = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(6):
+            seq = torch.cat([seq, model(seq).logits[:, -1:].argmax(-1)], dim=1)
+    decoded = seq[0, len(prompt):].tolist()
+    assert decoded == encode_with(tokenizer)(" 48213")
+    assert greedy_reproduces(model, prompt, decoded) and not greedy_reproduces(model, prompt, decoded[:-1] + [33])
 
 
 def test_train_short_then_extend_the_context(tmp_path, smollm2_dir):
