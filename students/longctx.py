@@ -1,9 +1,8 @@
 """Long context: passkey retrieval, perplexity by position, and extending a trained student's context.
 
 - ``passkey_prompt`` hides "The pass key is NNNNN" at a relative ``depth`` of a filler text of exactly
-  ``length`` tokens ending in "What is the pass key? The pass key is"; ``passkey_retrieval`` checks the greedy
-  the answer (checked in one teacher-forced pass) at several lengths x depths and reports the fraction of
-  prompts answered with exactly the key.
+  ``length`` tokens ending in "What is the pass key? The pass key is"; ``passkey_retrieval`` checks whether greedy
+  decoding answers exactly the key (in one teacher-forced pass) at several lengths x depths.
 - ``perplexity_by_position`` buckets next-token losses by position (does quality hold past the training length?).
 - ``extend_context`` fine-tunes a trained run with RoPE scaling (linear, ntk or yarn) at a longer sequence
   length: same weights, new frequencies, a short run of ``train``.
