@@ -26,6 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and all its children (vLLM's engine runs in child processes): tokens per
+    CPU-second compares the engines fairly even when other work shares the cores."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(engine: str, n: int, tokens: int, seconds: float, cpu: float, startup: float) -> dict:
+    return {"engine": engine, "prompts": n, "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1), "cpu_s": round(cpu, 1),
+            "tokens_per_cpu_s": round(tokens / cpu, 1) if cpu > 0 else None, "startup_s": round(startup, 1)}
+
+
 def make_prompts(tokenizer, n: int, chars: int) -> list[str]:
     import pyarrow.parquet as pq
 
@@ -56,11 +77,10 @@ def bench_transformers(model_dir: str, prompts: list[str], sizes: list[int], max
     generate(prompts[:2])  # warm-up
     rows = []
     for n in sizes:
-        t0 = time.perf_counter()
-        tokens = sum(generate(prompts[i:i + batch]) for i in range(0, n, batch))
-        seconds = time.perf_counter() - t0
-        rows.append({"engine": "transformers", "prompts": n, "tokens": tokens, "seconds": round(seconds, 2),
-                     "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(startup, 1)})
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        tokens = sum(generate(prompts[i:min(i + batch, n)]) for i in range(0, n, batch))
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        rows.append(measure("transformers", n, tokens, seconds, cpu, startup))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -77,14 +97,12 @@ def bench_vllm(model_dir: str, prompts: list[str], sizes: list[int], max_tokens:
     engine.generate(prompts[:2], sampling)  # warm-up
     rows = []
     for n in sizes:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         out = engine.generate(prompts[:n], sampling)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         errors = [r.error for r in out if r.error]
         tokens = sum(len(r.samples[0].token_ids) for r in out if not r.error)
-        rows.append({"engine": "vllm", "prompts": n, "tokens": tokens, "seconds": round(seconds, 2),
-                     "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(startup, 1),
-                     **({"errors": errors[:3]} if errors else {})})
+        rows.append({**measure("vllm", n, tokens, seconds, cpu, startup), **({"errors": errors[:3]} if errors else {})})
         print(json.dumps(rows[-1]), flush=True)
     engine.close()
     return rows
@@ -126,11 +144,15 @@ def main() -> None:
         rows += bench_vllm(model, prompts, sizes, args.max_tokens, args.dtype, args.threads, args.max_num_seqs,
                            args.kv_cache_gib)
     by = {(r["engine"], r["prompts"]): r["tokens_per_s"] for r in rows}
-    print(f"\n{'prompts':>8} {'transformers tok/s':>19} {'vLLM tok/s':>11} {'speed-up':>9}")
+    per_cpu = {(r["engine"], r["prompts"]): r["tokens_per_cpu_s"] for r in rows}
+    print(f"\n{'prompts':>8} {'transformers tok/s':>19} {'vLLM tok/s':>11} {'speed-up':>9}   "
+          f"{'per CPU-s: transformers':>23} {'vLLM':>6} {'ratio':>6}")
     for n in sizes:
         hf, vl = by.get(("transformers", n)), by.get(("vllm", n))
+        hc, vc = per_cpu.get(("transformers", n)), per_cpu.get(("vllm", n))
         ratio = f"{vl / hf:.2f}x" if hf and vl else "-"
-        print(f"{n:>8} {hf if hf else '-':>19} {vl if vl else '-':>11} {ratio:>9}")
+        cratio = f"{vc / hc:.2f}x" if hc and vc else "-"
+        print(f"{n:>8} {hf or '-':>19} {vl or '-':>11} {ratio:>9}   {hc or '-':>23} {vc or '-':>6} {cratio:>6}")
     settings["loadavg_end"] = os.getloadavg()[0]
     if args.json:
         with open(args.json, "a") as f:

@@ -209,7 +209,8 @@ class GenerationTask(TeacherOp):
     """A teacher stage whose rows are synthetic; see the module docstring for the columns it writes."""
 
     def provenance(self, row: dict[str, Any], generated_at: str | None) -> dict[str, Any]:
-        return {"teacher": self.teacher.name, "teacher_revision": self.teacher.resolved_revision(), "task": self.task,
+        identity = getattr(self, "_identity", None) or self.teacher.identity()
+        return {"teacher": identity["model"], "teacher_revision": identity["revision"], "task": self.task,
                 "template_version": self.template_version,
                 "sampling": json.dumps(self.sampling.to_dict(), sort_keys=True), "seed": self.sampling.seed,
                 "source_ids": [str(row["id"])], "generated_at": generated_at}
@@ -225,6 +226,8 @@ class GenerationTask(TeacherOp):
         data["source_text"] = batch["text"].cast(pa.string()) if "text" in batch.column_names else pa.nulls(len(rows), pa.string())
         for name, kind in self.columns.items():
             data[name] = pa.array([None if isinstance(r, Reject) else r.get(name) for r in results], kind)
+        if not hasattr(self, "_identity"):
+            object.__setattr__(self, "_identity", self.teacher.identity())
         prov = [self.provenance(row, None if isinstance(r, Reject) else r.get("generated_at"))
                 for row, r in zip(rows, results)]
         for name, kind in PROVENANCE.items():
