@@ -40,7 +40,7 @@ def ours_step(model, optimizer, ids):
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return loss.item()
 
 
 def hf_step(model, optimizer, ids):
@@ -49,7 +49,7 @@ def hf_step(model, optimizer, ids):
     out.loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(out.loss)
+    return out.loss.item()
 
 
 def main() -> None:

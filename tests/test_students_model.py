@@ -56,7 +56,7 @@ def test_causality_and_loss_falls_on_a_memorised_sequence():
     for _ in range(30):
         loss = model(x[:, :-1], labels=x[:, 1:]).loss
         opt.zero_grad(); loss.backward(); opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
 
