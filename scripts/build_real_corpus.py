@@ -44,7 +44,7 @@ PYDOC_DIR = Path("/usr/share/doc/python3.11-doc/html/_sources")
 HEADING = re.compile(r"^([=\-~^*#\"+'`:.])\1{2,}\s*$")
 NOTES = {
     "dictionary": "One document per dictd entry of GCIDE, the GNU Collaborative International Dictionary "
-    "of English 0.48.5 (dict-gcide, GPL-3+; based on Webster's 1913, public domain) and The Devil's "
+    "of English 0.48.5 (dict-gcide, GPL-2+; based on Webster's 1913, public domain) and The Devil's "
     "Dictionary by Ambrose Bierce (dict-devil, public domain).",
     "wordnet": "One document per dictd entry of WordNet 3.0 (dict-wn, Princeton WordNet 3.0 licence: "
     "use, copy, modify and distribute for any purpose, BSD-like; a free licence in Debian main).",
