@@ -146,7 +146,7 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
     sources = [ds]
     for k, path in enumerate(op.reference):
         files = [str(f) for f in list_parquet_files(path)]
-        sources.append(ray.data.read_parquet(files, columns=["id", op.text_column]).map_batches(
+        sources.append(ray.data.read_parquet(files).select_columns(["id", op.text_column]).map_batches(
             _reference_ids(k), batch_format="pyarrow"))
     texts = pa.concat_tables([_collect(source.map_batches(candidate_texts, batch_format="pyarrow")) for source in sources],
                              promote_options="permissive")

@@ -167,8 +167,9 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
         if checkpoint:
             ds = ray.data.read_parquet(str(out / CHECKPOINTS / stage_dirname(checkpoint[0], stages[checkpoint[0]])))
         else:
-            ds = ray.data.read_parquet(inputs.files, columns=list(source.columns) if source.columns else None,
-                                       override_num_blocks=source.num_blocks)
+            ds = ray.data.read_parquet(inputs.files, override_num_blocks=source.num_blocks)
+            if source.columns:
+                ds = ds.select_columns(list(source.columns))
         for index in range(start, len(stages)):
             ds = _apply_stage(ds, index, stages[index], out, ledger, num_partitions, cpu_scale)
             if stages[index].kind == "dedup" and index < len(stages) - 1:
