@@ -133,6 +133,51 @@ def test_gopher_repetition_counts_a_repeated_passage_once_per_n_gram_window():
     assert judged(GopherRepetition(dup_n_grams=((5, 0.1672),)), text)[0][0] is not None
 
 
+def _reference_ngram_reason(text: str, top_n_grams, dup_n_grams) -> str | None:
+    """DataTrove's n-gram rules written out plainly (its find_top_duplicate and find_all_duplicate, on
+    word tuples) over our words: the first rule that fails, named as GopherRepetition names it."""
+    from collections import Counter
+    words = split_words(text)
+    for n, frac in top_n_grams:
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        if grams:
+            gram, count = Counter(grams).most_common(1)[0]
+            if len(" ".join(gram)) * count / len(text) > frac:
+                return f"top {n}-gram"
+    for n, frac in dup_n_grams:
+        seen, repeated, i = set(), 0, 0
+        while i < len(words) - n + 1:
+            gram = tuple(words[i:i + n])
+            if gram in seen:
+                repeated, i = repeated + sum(map(len, gram)), i + n
+            else:
+                seen.add(gram)
+                i += 1
+        if repeated / len(text) > frac:
+            return f"repeated {n}-grams"
+    return None
+
+
+def test_gopher_repetition_n_gram_rules_match_a_plain_reference_on_random_repetition():
+    # Texts of random words from small to large vocabularies (so n-grams repeat at some sizes and not at
+    # others) and random thresholds (so every size gets counted): the pruned, batched n-gram code must
+    # name the same first failing rule as the plain loops, document by document.
+    import random
+    rng = random.Random(7)
+    texts, settings = [], []
+    for _ in range(300):
+        vocab = [f"w{k}" for k in range(rng.choice([2, 3, 5, 8, 20, 100, 5000]))]
+        texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 250))))
+    for _ in range(6):
+        settings.append((tuple((n, rng.uniform(0.05, 0.9)) for n in (2, 3, 4)),
+                         tuple((n, rng.uniform(0.02, 0.6)) for n in range(5, 11))))
+    for top, dup in settings + [(GopherRepetition.top_n_grams, GopherRepetition.dup_n_grams)]:
+        reasons = judged(GopherRepetition(top_n_grams=top, dup_n_grams=dup), *texts)
+        for text, (reason, _) in zip(texts, reasons):
+            got = None if reason is None else reason.split(": ")[1].split(" cover")[0].replace("the ", "")
+            assert got == _reference_ngram_reason(text, top, dup), text
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"dup_line_frac": 2}, "dup_line_frac"), ({"top_n_grams": ((2, 0.2), (0, 0.1))}, "top_n_grams"),
     ({"dup_n_grams": [(5, 0.15)]}, "dup_n_grams"),
