@@ -1,4 +1,5 @@
-"""The ``distillery`` command line: run, filter, dedup, classifier train, bias-report, submit, jobs, inspect.
+"""The ``distillery`` command line: run, filter, dedup, classifier train, bias-report, submit, jobs, inspect,
+report, and the commands of teachers, students and curricula (their ``cli`` modules).
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
 exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
@@ -84,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--samples", type=int, default=3)
+
+    report = commands.add_parser("report", help="an HTML report of a run folder: funnel, rejects, scores, clusters, "
+                                                "bias, synthetic samples, mixture, training curves, evaluation")
+    report.add_argument("run_dir", help="a folder holding pipeline outputs, training runs and evaluations")
+    report.add_argument("--html", required=True, help="where to write the page")
 
     for module in _command_groups():  # teachers, students, curricula: each adds its own sub-commands
         module.add_commands(commands)
@@ -206,10 +212,21 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pipelines.report import write_html_report
+
+    report = write_html_report(args.run_dir, args.html)
+    found = {k: len(report[k]) for k in ("pipelines", "training", "mixtures") if report[k]}
+    rows = len(report["evaluation"])
+    print(f"{args.html}: " + ", ".join(f"{n} {k}" for k, n in found.items())
+          + (f", {rows} evaluation rows" if rows else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     builtin = {"run": _run, "filter": _filter, "dedup": _dedup, "classifier": _classifier,
-               "bias-report": _bias_report, "submit": _submit, "jobs": _jobs, "inspect": _inspect}
+               "bias-report": _bias_report, "submit": _submit, "jobs": _jobs, "inspect": _inspect, "report": _report}
     handler = builtin.get(args.command) or args.handler
     user_errors = (DistilleryError, ParameterError) + tuple(
         error for module in _command_groups() for error in getattr(module, "USER_ERRORS", ()))
