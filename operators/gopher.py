@@ -8,14 +8,15 @@ reason names the first rule it failed (e.g. ``gopher: fewer than 50 words``) and
 value (``37 words``).
 
 Word statistics are computed for a whole batch at once with NumPy over ``quality.Words``; line and
-paragraph statistics with polars expressions. Only the n-gram repetition scan, which is sequential by
-definition, runs per document in Python, and only for documents that repeat an n-gram at all.
+paragraph statistics with polars expressions. The n-gram rules work per document: top n-gram counts by a
+stable NumPy sort of 64-bit n-gram keys, and the repeated n-gram scan, sequential by definition, in Python
+over just the n-grams with an earlier occurrence. For n above the smallest size, both look only at the
+positions whose smaller n-gram repeats (an n-gram occurs no more often than its first m words), and a
+document whose smaller n-grams are all distinct skips them.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from itertools import islice
 
 import numpy as np
 import polars as pl

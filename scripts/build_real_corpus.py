@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import random
 import re
-import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
