@@ -136,6 +136,7 @@ def worker(impl: str, eval_path: str, docs_path: str) -> None:
         flagged = [i for i, t in zip(docs["id"].to_pylist(), docs["text"].to_pylist())
                    if decont.filter(Document(text=t, id=i)) is not True]
         scan = time.process_time() - cpu
+        __import__("shutil").rmtree(folder)
     else:
         raise SystemExit(f"unknown implementation {impl}")
     print(json.dumps({"impl": impl, "build_cpu_s": build, "scan_cpu_s": scan, "index_entries": size,
