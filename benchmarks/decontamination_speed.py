@@ -107,6 +107,7 @@ def worker(impl: str, eval_path: str, docs_path: str) -> None:
                 flagged.append(doc_id)
         scan = time.process_time() - cpu
     elif impl == "datatrove":
+        import shutil
         import tempfile
         from types import SimpleNamespace
 
@@ -136,7 +137,7 @@ def worker(impl: str, eval_path: str, docs_path: str) -> None:
         flagged = [i for i, t in zip(docs["id"].to_pylist(), docs["text"].to_pylist())
                    if decont.filter(Document(text=t, id=i)) is not True]
         scan = time.process_time() - cpu
-        __import__("shutil").rmtree(folder)
+        shutil.rmtree(folder)
     else:
         raise SystemExit(f"unknown implementation {impl}")
     print(json.dumps({"impl": impl, "build_cpu_s": build, "scan_cpu_s": scan, "index_entries": size,
