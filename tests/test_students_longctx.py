@@ -92,7 +92,7 @@ def test_train_short_then_extend_the_context(tmp_path, smollm2_dir):
     torch.manual_seed(0)
     fresh = Student(extended_config(short, 128, "linear"))(torch.as_tensor(first.input_ids),
                                                             labels=torch.as_tensor(first.labels)).loss
-    assert result.losses[0] < float(fresh) - 1.0
+    assert result.losses[0] < fresh.item() - 1.0
     from students.checkpoint import load_checkpoint
     model = Student(extended_config(short, 128, "linear"))
     load_checkpoint(result.last_checkpoint, model, restore_rng=False)
