@@ -288,7 +288,10 @@ def run_child(args: list[str], timeout: float) -> tuple[dict, float, Sampler]:
         sampler.join()
     if child.returncode:
         return {"failed": child.returncode, "stderr": err[-3000:]}, time.perf_counter() - started, sampler
-    return json.loads(out.strip().splitlines()[-1]), time.perf_counter() - started, sampler
+    lines = [line for line in out.strip().splitlines() if line.startswith("{")]  # Ray may print after the result
+    if not lines:
+        return {"failed": "no result line", "stdout": out[-2000:], "stderr": err[-2000:]}, time.perf_counter() - started, sampler
+    return json.loads(lines[-1]), time.perf_counter() - started, sampler
 
 
 def child_ray(corpus: str, output: str) -> None:
