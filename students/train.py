@@ -144,7 +144,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         load_checkpoint(init_from, model, restore_rng=False)
     if resume and (last := latest_checkpoint(run_dir)) is not None:
         state = load_checkpoint(last, model, optimizer)
-        stream.load_state_dict(state["stream"])
+        saved = state["stream"]
+        stream.load_state_dict(saved["per_rank"][rank] if isinstance(saved, dict) and "per_rank" in saved else saved)
         start = state["step"]
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +213,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         if distributed:
             step_loss = _all_mean(step_loss, device)
             tokens = int(_all_mean(tokens, device) * torch.distributed.get_world_size())
-        domain_loss = {d: domain_sum[d] / domain_n[d] for d in domain_sum}
+        if distributed:  # every rank's sums, so a feedback stream (DoReMi) sees the same losses everywhere
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (domain_sum, domain_n))
+            domain_sum, domain_n = {}, {}
+            for sums, counts_ in gathered:
+                for d in sums:
+                    domain_sum[d] = domain_sum.get(d, 0.0) + sums[d]
+                    domain_n[d] = domain_n.get(d, 0) + counts_[d]
+        domain_loss = {d: domain_sum[d] / domain_n[d] for d in sorted(domain_sum)}
         if feedback:
             stream.report_losses(domain_loss, step)
         losses.append(step_loss)
@@ -223,14 +232,20 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         if counts is not None:
             record["expert_counts"] = counts.tolist()
             record["expert_load_cv"] = load_cv(counts)
+        saving = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
+        stream_state = stream.state_dict() if saving else None
+        if saving and distributed:  # each rank reads its own shard: keep every rank's position
+            per_rank: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, stream_state)
+            stream_state = {"per_rank": per_rank}
         if rank == 0:
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tokens / seconds:,.0f}")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                last = save_checkpoint(run_dir, step + 1, model, optimizer, stream.state_dict(),
+            if saving:
+                last = save_checkpoint(run_dir, step + 1, model, optimizer, stream_state,
                                        {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record})
     if progress is not None:
         progress.close()

@@ -34,6 +34,8 @@ def test_two_cpu_workers_match_one_process_with_the_combined_batch(ray_local, tm
     assert workers[0]["param_checksum"] == workers[1]["param_checksum"]          # DDP kept replicas equal
     assert [m["step"] for m in read_metrics(tmp_path / "ddp")] == list(range(1, 7))
     assert result.last_checkpoint.name == "step-0000006"
+    saved = json.loads((result.last_checkpoint / "state.json").read_text())["stream"]["per_rank"]
+    assert len(saved) == 2 and saved[0] != saved[1]  # each worker's own position in its own shard
 
     # One process with batch 4 sees exactly the two shards' batches side by side: the same loss curve.
     threads = torch.get_num_threads()
