@@ -168,26 +168,18 @@ def candidate_pairs(keys: np.ndarray, has_shingles: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0).astype(np.int64)
 
 
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Jaccard similarity of two sets of shingle hashes (each sorted and unique)."""
-    if len(a) == 0 and len(b) == 0:
-        return 0.0
-    inter = len(np.intersect1d(a, b, assume_unique=True))
-    return inter / (len(a) + len(b) - inter)
-
-
 def verified_pairs(pairs: np.ndarray, hashes: np.ndarray, offsets: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The candidate pairs whose exact shingle-set Jaccard is >= threshold, and their similarities."""
-    sets: dict[int, np.ndarray] = {}
-
-    def shingles(doc: int) -> np.ndarray:
-        if doc not in sets:
-            sets[doc] = np.unique(hashes[offsets[doc]:offsets[doc + 1]])
-        return sets[doc]
-
-    sims = np.array([jaccard(shingles(i), shingles(j)) for i, j in pairs], dtype=np.float64)
+    sims = pair_similarities(hashes, offsets, pairs[:, 0], pairs[:, 1])
     keep = sims >= threshold
     return pairs[keep], sims[keep]
+
+
+def pair_similarities(hashes: np.ndarray, offsets: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of documents first[k] and second[k]: each document's set is built once,
+    then all pairs are compared in one compiled pass."""
+    sets, starts = kernels.shingle_sets(hashes, offsets)
+    return kernels.pair_jaccard(sets, starts, np.asarray(first, np.int64), np.asarray(second, np.int64))
 
 
 def components(num_docs: int, edges: np.ndarray) -> np.ndarray:
@@ -328,16 +320,14 @@ class MinHashDedup(Dedup):
                    "id": pc.take(batch["id"], pa.array(np.repeat(docs, bands)))}
         return pa.table(columns)
 
-    def similarities(self, first: pa.Array, second: pa.Array) -> np.ndarray:
-        """Exact Jaccard (``verify``) or the signature agreement of each (first[k], second[k]) text pair."""
-        both = pa.table({"id": pa.array(range(2 * len(first))).cast(pa.string()),
-                         "text": pa.concat_arrays([_flat(first), _flat(second)])})
-        hashes, offsets, sigs = self.sketch(both)
-        n = len(first)
+    def similarities(self, texts: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Exact Jaccard (``verify``) or the signature agreement of each pair (texts[first[k]], texts[second[k]]).
+        Each text is sketched once, however many pairs it is in."""
+        hashes, offsets, sigs = self.sketch(pa.table({"text": _flat(texts)}).rename_columns([self.text_column]))
+        first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
         if not self.verify:
-            return (sigs[:n] == sigs[n:]).mean(axis=1) if n else np.zeros(0)
-        return np.array([jaccard(np.unique(hashes[offsets[k]:offsets[k + 1]]),
-                                 np.unique(hashes[offsets[n + k]:offsets[n + k + 1]])) for k in range(n)])
+            return (sigs[first] == sigs[second]).mean(axis=1) if len(first) else np.zeros(0)
+        return pair_similarities(hashes, offsets, first, second)
 
     def clusters(self, batch: pa.Table) -> pa.Table:
         """(id, cluster, kept) for every document: cluster = smallest id in its component."""

@@ -188,3 +188,43 @@ def string_hashes(offsets, data):
             h = (h ^ np.uint64(data[i])) * FNV_PRIME
         out[d] = fmix64(h)
     return out
+
+
+@njit(cache=True)
+def shingle_sets(hashes, offsets):
+    """Each document's shingle hashes sorted and without repeats: (flat values, per-document offsets)."""
+    docs = len(offsets) - 1
+    out = np.empty(len(hashes), dtype=np.uint64)
+    starts = np.zeros(docs + 1, dtype=np.int64)
+    k = 0
+    for d in range(docs):
+        segment = np.sort(hashes[offsets[d]:offsets[d + 1]])
+        for i in range(len(segment)):
+            if i == 0 or segment[i] != segment[i - 1]:
+                out[k] = segment[i]
+                k += 1
+        starts[d + 1] = k
+    return out[:k], starts
+
+
+@njit(cache=True)
+def pair_jaccard(sets, starts, first, second):
+    """Exact Jaccard of the sorted sets of documents first[k] and second[k] (0 when both are empty)."""
+    out = np.zeros(len(first), dtype=np.float64)
+    for k in range(len(first)):
+        i, i_end = starts[first[k]], starts[first[k] + 1]
+        j, j_end = starts[second[k]], starts[second[k] + 1]
+        size = (i_end - i) + (j_end - j)
+        common = 0
+        while i < i_end and j < j_end:
+            if sets[i] == sets[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif sets[i] < sets[j]:
+                i += 1
+            else:
+                j += 1
+        if size - common > 0:
+            out[k] = common / (size - common)
+    return out

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from operators.boilerplate import BoilerplateLines
@@ -161,9 +162,11 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
         # A reference document missing from its output (a later stage rejected it) cannot be compared.
         present = pa.compute.and_(pa.compute.is_valid(found_a), pa.compute.is_valid(found_b))
         batch, found_a, found_b = batch.filter(present), found_a.filter(present), found_b.filter(present)
-        first = table[op.text_column].take(found_a)
-        second = table[op.text_column].take(found_b)
-        similarity = pa.array(op.similarities(first, second), pa.float64())
+        a, b = found_a.to_numpy(zero_copy_only=False), found_b.to_numpy(zero_copy_only=False)
+        documents = np.unique(np.concatenate([a, b]))  # each text sketched once per task
+        texts = table[op.text_column].take(pa.array(documents))
+        similarity = pa.array(op.similarities(texts, np.searchsorted(documents, a), np.searchsorted(documents, b)),
+                              pa.float64())
         keep = pa.compute.greater_equal(similarity, op.threshold)
         return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(keep)
 

@@ -161,3 +161,20 @@ def test_fast_word_path_gives_the_shingles_of_the_full_preparation(strip_punctua
     expected, expected_offsets = shingle_hashes(prepare_text(table["text"], lowercase, strip_punctuation), 5)
     hashes, offsets, _ = op.sketch(table)
     assert np.array_equal(offsets, expected_offsets) and np.array_equal(hashes, expected)
+
+
+def test_pair_similarities_equal_python_set_jaccard():
+    from operators.minhash import pair_similarities
+
+    texts = [r["text"] for r in sample_rows(300)] + ["", "one two three four five", "one two three four five"]
+    op = MinHashDedup()
+    hashes, offsets, _ = op.sketch(pa.table({"id": [str(k) for k in range(len(texts))], "text": texts}))
+    rng = np.random.default_rng(3)
+    first, second = rng.integers(0, len(texts), 500), rng.integers(0, len(texts), 500)
+    first, second = np.append(first, [300, 301, 300]), np.append(second, [300, 302, 301])  # empty, equal texts
+    sets = [set(hashes[offsets[d]:offsets[d + 1]].tolist()) for d in range(len(texts))]
+    expected = [len(sets[i] & sets[j]) / len(sets[i] | sets[j]) if sets[i] | sets[j] else 0.0 for i, j in zip(first, second)]
+    assert np.allclose(pair_similarities(hashes, offsets, first, second), expected, rtol=0, atol=1e-12)
+    assert pair_similarities(hashes, offsets, np.array([301]), np.array([302]))[0] == 1.0
+    via_texts = op.similarities(pa.array(texts), first, second)
+    assert np.allclose(via_texts, expected, rtol=0, atol=1e-12)
