@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from pipelines.cli import main
 from students.data import tokenize_texts, write_token_parquet
@@ -16,12 +15,7 @@ TINY = ["--set", "model.d_model=64", "--set", "model.n_layers=2", "--set", "mode
         "--set", "train.progress=false", "--set", "train.warmup_steps=2", "--batch-size", "4", "--seq-len", "32"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,61 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from students.model import ModelConfig
 from students.train import TrainConfig, read_metrics, train
+from test_students_train import KillAfter, Killed
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Killed(Exception):
-    pass
-
-
-class KillAfter:
-    def __init__(self, inner, n):
-        self.inner, self.n = inner, n
-
-    def __iter__(self):
-        for i, batch in enumerate(self.inner):
-            if i == self.n:
-                raise Killed
-            yield batch
-
-    def state_dict(self):
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state):
-        self.inner.load_state_dict(state)
+class KillAfterFeedback(KillAfter):
+    """``KillAfter`` that also passes the trainer's per-domain losses on (a FeedbackStream)."""
 
     def report_losses(self, losses, step):
         self.inner.report_losses(losses, step)
 
 
 @pytest.mark.slow
-def test_curriculum_stream_feeds_training_and_resumes(tmp_path, smollm2_dir):
-    curricula_stream = pytest.importorskip("curricula.stream")
+def test_curriculum_stream_feeds_training_and_resumes(tmp_path, smollm2_dir, one_torch_thread):
     from curricula.mixture import DoReMi
     from curricula.source import split_by_source
+    from curricula.stream import CurriculumStream
 
     def stream():
-        return curricula_stream.CurriculumStream(split_by_source(REPO / "data" / "sample"),
-                                                 DoReMi(eta=1.0), smollm2_dir / "tokenizer.json",
-                                                 seq_len=32, batch_size=4, seed=0, document_ids=True)
+        return CurriculumStream(split_by_source(REPO / "data" / "sample"),
+                                DoReMi(eta=1.0), smollm2_dir / "tokenizer.json",
+                                seq_len=32, batch_size=4, seed=0, document_ids=True)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = ModelConfig(vocab_size=49152, d_model=64, n_layers=2, n_heads=4, max_seq_len=32)
-        cfg = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, checkpoint_every=3, progress=False)
-        whole = stream()
-        train(model, cfg, whole, tmp_path / "whole")
-        with pytest.raises(Killed):
-            train(model, cfg, KillAfter(stream(), 4), tmp_path / "split")
-        train(model, cfg, stream(), tmp_path / "split")
-    finally:
-        torch.set_num_threads(threads)
+    model = ModelConfig(vocab_size=49152, d_model=64, n_layers=2, n_heads=4, max_seq_len=32)
+    cfg = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, checkpoint_every=3, progress=False)
+    whole = stream()
+    train(model, cfg, whole, tmp_path / "whole")
+    with pytest.raises(Killed):
+        train(model, cfg, KillAfterFeedback(stream(), 4), tmp_path / "split")
+    train(model, cfg, stream(), tmp_path / "split")
     a, b = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "split")
     assert [m["loss"] for m in a] == [m["loss"] for m in b]
     assert [m["domain_loss"] for m in a] == [m["domain_loss"] for m in b]

@@ -14,13 +14,7 @@ from students.rope import apply_rope, rope_cos_sin, rope_frequencies
 
 TINY = dict(vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_seq_len=64, init_std=0.1)
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine run 10-20x faster on one thread (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

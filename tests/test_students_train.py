@@ -21,13 +21,7 @@ from students.train import TrainConfig, lr_at, read_metrics, train
 REPO = Path(__file__).resolve().parents[1]
 MODEL = dict(vocab_size=49152, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine run 10-20x faster on one thread (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
