@@ -19,12 +19,30 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+
+
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A temporary folder beside ``final`` to fill; on success it replaces ``final`` in one rename, on any
+    error it is removed, so a killed run never leaves a half folder under the final name."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield staging
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -77,10 +95,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
                     stream_state: dict[str, Any], extra: dict[str, Any]) -> Path:
     """Write checkpoint ``step`` and point ``latest`` at it; returns its folder."""
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with staged_folder(final) as staging:
         save_model(model, str(staging / "model.safetensors"))
         opt_tensors, groups = optimizer_tensors(optimizer)
         save_file(opt_tensors, str(staging / "optimizer.safetensors"))
@@ -88,12 +104,6 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
         save_file(rng_tensors, str(staging / "rng.safetensors"))
         state = {"step": step, "param_groups": groups, "stream": stream_state, "rng": rng_json, **extra}
         (staging / "state.json").write_text(json.dumps(state, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     _atomic_write_text(root / "latest", final.name + "\n")
     return final
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from students.checkpoint import staged_folder
 from students.model import ConfigError, ModelConfig, Student
 from students.rope import ntk_theta
 
@@ -92,9 +92,7 @@ def export_hf(model: Student, out: str | Path, tokenizer_dir: str | Path | None 
     config.architectures = ["MixtralForCausalLM" if model.cfg.is_moe else "LlamaForCausalLM"]
     config.dtype = dtype
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         config.save_pretrained(staging)
         tensors = {k: v.detach().to("cpu", getattr(torch, dtype)).contiguous().clone()
                    for k, v in hf_state_dict(model).items()}
@@ -108,12 +106,6 @@ def export_hf(model: Student, out: str | Path, tokenizer_dir: str | Path | None 
             {"model": model.cfg.to_dict(), "tokenizer": str(tokenizer_dir),
              "note": "capacity_factor is not applied by transformers or vLLM" if model.cfg.capacity_factor else ""},
             indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
