@@ -1,5 +1,5 @@
 """Pure data operators on Arrow batches (see ``operators.base`` for the contract). No Ray imports here."""
-from operators.base import DETAIL, REASON, Dedup, Filter, Operator, ParameterError, Resources
+from operators.base import DETAIL, REASON, SOURCE, Dedup, Filter, Operator, ParameterError, Resources
 from operators.bias import BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample, counterfactual_rows
 from operators.boilerplate import BoilerplateLines
 from operators.c4_fineweb import C4Quality, FineWebQuality

@@ -6,6 +6,8 @@
 * ``Dedup``      — a global operator: it gives each row a grouping key and chooses the row to keep in
                    each group. Its ``__call__`` deduplicates one batch (for tests and small data); the
                    runner has the distributed plan that applies the same rule across the whole dataset.
+* ``kind = "generate"`` — a filter whose output rows are new (teachers' ``GenerationTask``): each input row
+                   gives one or more rows, kept or annotated, and ``_source`` names the input row of each.
 
 Parameters are dataclass fields validated in ``__post_init__``; a bad value raises ``ParameterError``
 naming the operator and the field. Operators never import Ray: the runner decides where they run.
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 
 REASON = "_reason"
 DETAIL = "_detail"
+SOURCE = "_source"  # generate stages: the id of the input row an output row was generated from
 
 
 class ParameterError(ValueError):

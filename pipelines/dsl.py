@@ -72,6 +72,16 @@ class Pipeline:
             pipe = pipe._add(op, "filter")
         return pipe
 
+    def generate(self, *ops: Filter) -> Pipeline:
+        """Teacher stages that write new rows (``teachers.GenerationTask``): each input row gives one or more
+        rows, each kept or written to ``_rejected/`` with its reason; ``source_ids`` links them to their input."""
+        if not ops:
+            raise ParameterError("generate: give at least one generation operator")
+        pipe = self
+        for op in ops:
+            pipe = pipe._add(op, "generate")
+        return pipe
+
     def dedup(self, op: Dedup | BoilerplateLines) -> Pipeline:
         """A global stage over the whole dataset: document dedup (duplicates are rejected, not dropped) or
         line-level boilerplate removal."""
@@ -84,7 +94,8 @@ class Pipeline:
     def _add(self, op: Operator, method: str) -> Pipeline:
         kinds = {"dedup": ("dedup", "line_dedup")}.get(method, (method,))
         if not isinstance(op, Operator) or op.kind not in kinds:
-            expected = {"map": "Operator", "filter": "Filter", "dedup": "Dedup"}[method]
+            expected = {"map": "Operator", "filter": "Filter", "dedup": "Dedup",
+                        "generate": "generation (teachers.GenerationTask)"}[method]
             raise ParameterError(f"{method}: expected a {expected} operator, got {op!r}")
         name = op.name
         count = sum(1 for stage in self.stages if stage.op.name == name)

@@ -1,6 +1,7 @@
 """What runs inside Ray Data tasks and actors: one stage applied to one Arrow batch.
 
-``StageTask`` applies an operator, checks it kept the row count, splits filter/dedup rejects off to
+``StageTask`` applies an operator, checks it kept the row count (a generate stage: that every input row
+gave at least one output row, kept or rejected), splits filter/dedup rejects off to
 ``OUTPUT/_rejected/NN-stage/`` (one file per batch, named by the batch's content so a retried task
 overwrites rather than duplicates), and reports the batch's counts to the run's ``Ledger`` actor.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators import DETAIL, REASON, Operator
+from operators import DETAIL, REASON, SOURCE, Operator
 from pipelines.io import small_strings, write_table_atomic
 
 
@@ -53,8 +54,10 @@ class Ledger:
         totals: dict[int, dict[str, Any]] = {}
         for (stage, _), counts in self.entries.items():
             into = totals.setdefault(stage, empty_totals())
-            for key in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out", "seconds"):
-                into[key] += counts[key]
+            for key in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out", "seconds",
+                        *GENERATE_COUNTS):
+                if key in counts:
+                    into[key] = into.get(key, 0) + counts[key]
             into["batches"] += 1
             for group in ("reasons", "metrics"):
                 for name, n in counts[group].items():
@@ -62,6 +65,10 @@ class Ledger:
         for stage, info in self.plans.items():
             totals.setdefault(stage, empty_totals())["plan"] = info
         return totals
+
+
+# A generate stage counts its input rows by outcome: with at least one kept output, or with every output rejected.
+GENERATE_COUNTS = ("sources_kept", "sources_rejected")
 
 
 def _total(column: pa.ChunkedArray) -> float:
@@ -92,27 +99,53 @@ class StageTask:
         started = time.perf_counter()
         rows_in, bytes_in = batch.num_rows, batch.nbytes
         fingerprint = batch_fingerprint(batch)
+        input_ids = batch["id"].cast(pa.string()).to_pylist()
         if self.annotate_only:
             batch = self._annotate_dedup(batch, fingerprint)
         elif self.context is not None:
             batch = self.op.remove(batch, ray.get(self.context))
         else:
             batch = self.op(batch)
-        if batch.num_rows != rows_in:
+        sources = None
+        if self.op.kind == "generate":
+            batch, sources = self._check_sources(batch, input_ids)
+        elif batch.num_rows != rows_in:
             raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} returned {batch.num_rows} "
                                f"rows for {rows_in}; operators must annotate rejects, not drop rows")
         # Metrics are summed over every row the operator saw, rejected rows included.
         metrics = {name: _total(batch[name]) for name in self.op.metrics if name in batch.column_names}
         reasons: dict[str, int] = {}
+        rejected_rows = 0
         if REASON in batch.column_names:
             batch, rejected = self._split(batch, fingerprint)
+            rejected_rows = rejected.num_rows
             if rejected.num_rows:
                 reasons = {r["values"]: r["counts"] for r in pc.value_counts(rejected["reason"]).to_pylist()}
         counts = {"rows_in": rows_in, "rows_out": batch.num_rows, "rows_rejected": rows_in - batch.num_rows,
                   "bytes_in": bytes_in, "bytes_out": batch.nbytes, "seconds": time.perf_counter() - started,
                   "reasons": reasons, "metrics": metrics}
+        if sources is not None:  # generated rows: rows_out/rejected count outputs; sources_* count inputs
+            produced, kept_sources = sources
+            kept_sources = len(set(kept_sources) & produced)
+            counts.update(rows_rejected=rejected_rows, sources_kept=kept_sources,
+                          sources_rejected=rows_in - kept_sources)
         ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
         return small_strings(batch)
+
+    def _check_sources(self, batch: pa.Table, input_ids: list[str]) -> tuple[pa.Table, tuple[set, list]]:
+        """A generate stage's output without ``_source``; the input ids that produced rows, and the source of
+        each kept row. Raises unless every input row has at least one output row (kept or rejected)."""
+        if SOURCE not in batch.column_names:
+            raise RuntimeError(f"stage {self.name!r}: generate operator {type(self.op).__name__} returned no "
+                               f"{SOURCE!r} column")
+        produced = set(batch[SOURCE].to_pylist())
+        missing = set(input_ids) - produced
+        if missing:
+            raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} gave no row (kept or "
+                               f"rejected) for input row {sorted(missing)[0]!r}; generate operators must reject, not drop")
+        kept = pc.is_null(batch[REASON]) if REASON in batch.column_names else pa.array([True] * batch.num_rows)
+        kept_sources = batch[SOURCE].filter(kept).to_pylist()
+        return batch.drop_columns([SOURCE]), (produced, kept_sources)
 
     def _annotate_dedup(self, batch: pa.Table, fingerprint: str) -> pa.Table:
         """Rows joined to their group's decision (``keep_id``, ``cluster``; null: a group of one)."""

@@ -58,7 +58,8 @@ def check_accounting(stages: list[dict], input_rows: int, output_rows: int, outp
     """Raise ``AccountingError`` unless rows balance everywhere, from three independent sources:
     the ledger's per-batch counts, the input files' footers, and the rows found in the written files.
 
-    * each stage: rows_in == rows_out + rows_rejected
+    * each stage: rows_in == rows_out + rows_rejected; a generate stage, whose outputs are new rows:
+      rows_in == sources_kept + sources_rejected (inputs with a kept output, inputs whose outputs were all rejected)
     * stage i's rows_out == stage i+1's rows_in; the first stage's rows_in == rows in the input files
     * the last stage's rows_out == rows in the output files
     * each stage's rows_rejected == rows in its ``_rejected/`` files
@@ -70,7 +71,11 @@ def check_accounting(stages: list[dict], input_rows: int, output_rows: int, outp
         name = stage["name"]
         if stage["rows_in"] != expected_in:
             problems.append(f"stage {name!r} received {stage['rows_in']} rows but {expected_in} were sent to it")
-        if stage["rows_in"] != stage["rows_out"] + stage["rows_rejected"]:
+        if stage["kind"] == "generate":
+            if stage["rows_in"] != stage["sources_kept"] + stage["sources_rejected"]:
+                problems.append(f"stage {name!r}: {stage['rows_in']} source rows in != {stage['sources_kept']} with a "
+                                f"kept output + {stage['sources_rejected']} with every output rejected")
+        elif stage["rows_in"] != stage["rows_out"] + stage["rows_rejected"]:
             problems.append(f"stage {name!r}: {stage['rows_in']} in != {stage['rows_out']} out + "
                             f"{stage['rows_rejected']} rejected")
         on_disk = parquet_rows(output / "_rejected" / stage["rejected_dir"])[1] if stage.get("rejected_dir") else 0

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipelines.dsl import Pipeline, Stage
 from pipelines.errors import AccountingError, DistilleryError
-from pipelines.execute import Ledger, StageTask, empty_totals
+from pipelines.execute import GENERATE_COUNTS, Ledger, StageTask, empty_totals
 from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now, read_json,
                                 read_manifest)
@@ -121,6 +121,7 @@ def _stage_records(stages: list[Stage], hashes: list[str], totals: dict[int, dic
                         "rejected_dir": stage_dirname(index, stage) if stage.kind != "map" else None,
                         "clusters_dir": stage_dirname(index, stage) if stage.kind == "dedup" else None,
                         **{k: counts[k] for k in ("rows_in", "rows_out", "rows_rejected", "bytes_in", "bytes_out")},
+                        **({k: counts.get(k, 0) for k in GENERATE_COUNTS} if stage.kind == "generate" else {}),
                         "seconds": round(counts["seconds"], 3), "batches": counts["batches"],
                         "reject_reasons": dict(sorted(counts["reasons"].items())),
                         "metrics": dict(sorted(counts["metrics"].items())),

@@ -1,11 +1,12 @@
 """Tasks over documents: grounded question answering and rephrasing into styles.
 
-* ``GroundedQA`` — one question/answer pair per document, answered from the document only (JSON output
+* ``GroundedQA`` — question/answer pairs (one per sample: ``sampling.n`` per document), answered from the document only (JSON output
                    ``{"question", "answer"}``); the answer's content words must mostly occur in the document
                    (``min_grounding``), else the row is rejected as ungrounded. ``source_ids`` keeps the document id.
 * ``Rephrase``   — rewrites a document in a style (WRAP, Maini et al. 2024): ``encyclopedic`` (Wikipedia-like)
                    or ``qa`` (questions and answers). Each document gets one style, chosen from ``styles`` by a
-                   hash of its id and the seed, so the choice does not depend on batching.
+                   hash of its id and the seed, so the choice does not depend on batching; ``sampling.n``
+                   rewrites per document.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from operators.base import check
 from teachers.diversity import tokens
-from teachers.task import GenerationTask, Reject, first_sample, object_schema, parse_json, pick, plain_text
+from teachers.task import GenerationTask, Reject, each_sample, object_schema, parse_json, pick, plain_text
 
 STOPWORDS = frozenset("a an and are as at be by for from has have in is it its of on or that the this to was were "
                       "which with".split())
@@ -51,24 +52,22 @@ class GroundedQA(GenerationTask):
                          "answers, and its answer, using only facts stated in the document. Reply with JSON: "
                          '{"question": "...", "answer": "..."}'))
 
-    def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any] | Reject]:
+    def run(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any] | Reject]]:
         sampling = self.sampling
         if self.constrained:
             sampling = sampling.replace(json_schema=object_schema({"question": {}, "answer": {}}))
         answers = self.ask([self.render(self.messages(row["text"] or "")) for row in rows], sampling)
-        results: list[dict[str, Any] | Reject] = []
-        for row, (response, stamp) in zip(rows, answers):
-            try:
-                pair = parse_json(first_sample(response), {"question": str, "answer": str})
-                share = grounding(pair["answer"], row["text"] or "")
-                if share < self.min_grounding:
-                    raise Reject("answer not grounded in the document",
-                                 f"{share:.2f} of the answer's content words occur in the document: {pair['answer'][:200]}")
-                results.append({"question": pair["question"], "answer": pair["answer"], "generated_at": stamp,
-                                "text": f"Question: {pair['question']}\nAnswer: {pair['answer']}"})
-            except Reject as reject:
-                results.append(reject)
-        return results
+        return [each_sample(response, stamp, lambda sample, document=row["text"] or "": self.pair(sample, document))
+                for row, (response, stamp) in zip(rows, answers)]
+
+    def pair(self, sample, document: str) -> dict[str, Any]:
+        pair = parse_json(sample, {"question": str, "answer": str})
+        share = grounding(pair["answer"], document)
+        if share < self.min_grounding:
+            raise Reject("answer not grounded in the document",
+                         f"{share:.2f} of the answer's content words occur in the document: {pair['answer'][:200]}")
+        return {"question": pair["question"], "answer": pair["answer"],
+                "text": f"Question: {pair['question']}\nAnswer: {pair['answer']}"}
 
 
 STYLES = {
@@ -98,15 +97,10 @@ class Rephrase(GenerationTask):
     def style_of(self, row: dict[str, Any]) -> str:
         return self.styles[pick(str(row["id"]), self.sampling.seed, len(self.styles))]
 
-    def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any] | Reject]:
+    def run(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any] | Reject]]:
         styles = [self.style_of(row) for row in rows]
         prompts = [self.render((("user", f"{STYLES[style]}\n\nText:\n{(row['text'] or '')[: self.max_doc_chars]}"),))
                    for row, style in zip(rows, styles)]
-        results: list[dict[str, Any] | Reject] = []
-        for style, (response, stamp) in zip(styles, self.ask(prompts)):
-            try:
-                text = plain_text(first_sample(response), self.allow_truncated)
-                results.append({"text": text, "style": style, "generated_at": stamp})
-            except Reject as reject:
-                results.append(reject)
-        return results
+        return [each_sample(response, stamp, lambda sample, style=style: {
+                    "text": plain_text(sample, self.allow_truncated), "style": style})
+                for style, (response, stamp) in zip(styles, self.ask(prompts))]

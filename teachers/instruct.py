@@ -1,7 +1,7 @@
 """Instruction tasks: self-instruct (Wang et al. 2023) and Evol-Instruct (WizardLM, Xu et al. 2023).
 
 * ``SelfInstruct`` — each seed task row, with ``examples - 1`` other tasks of its batch as in-context examples,
-  prompts the teacher for one new instruction (JSON ``{"instruction"}``). The paper's filters: 3 to 150
+  prompts the teacher for new instructions (JSON ``{"instruction"}``, one per sample: ``sampling.n``). The paper's filters: 3 to 150
   words, no keywords a text model cannot act on (image, graph, file, draw, ...), not starting with
   punctuation, and novelty: ROUGE-L < ``novelty`` (0.7) against every task of the batch and every
   instruction kept before it. (Across batches and against the whole seed set: add ``RougeNovelty`` with
@@ -23,7 +23,7 @@ import pyarrow as pa
 from operators.base import check
 from teachers.diversity import rouge_l_tokens, tokens
 from teachers.documents import STOPWORDS
-from teachers.task import GenerationTask, Reject, first_sample, object_schema, parse_json, pick, plain_text
+from teachers.task import GenerationTask, Reject, each_sample, first_sample, object_schema, parse_json, pick, plain_text
 
 BANNED = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps", "draw",
           "plot", "go to", "video", "audio", "music", "flowchart", "diagram")
@@ -60,23 +60,24 @@ class SelfInstruct(GenerationTask):
                          "new task instruction that is different from all of them and that a text-only assistant "
                          'can do. Reply with JSON: {"instruction": "..."}'),)
 
-    def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any] | Reject]:
+    def run(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any] | Reject]]:
         sampling = self.sampling.replace(json_schema=object_schema({"instruction": {}}, 400)) if self.constrained \
             else self.sampling
         prompts = [self.render(self.messages(self.context(rows, i))) for i in range(len(rows))]
         existing = [(r["text"] or "") for r in rows]
         existing_tokens = [tokens(t) for t in existing]
-        results: list[dict[str, Any] | Reject] = []
+        results: list[list[dict[str, Any] | Reject]] = []
         for response, stamp in self.ask(prompts, sampling):
-            try:
-                instruction = parse_json(first_sample(response), {"instruction": str})["instruction"]
-                self.check_instruction(instruction, existing, existing_tokens)
-                existing.append(instruction)
-                existing_tokens.append(tokens(instruction))
-                results.append({"text": instruction, "instruction": instruction, "generated_at": stamp})
-            except Reject as reject:
-                results.append(reject)
+            results.append(each_sample(response, stamp, lambda sample: self.novel(sample, existing, existing_tokens)))
         return results
+
+    def novel(self, sample, existing: list[str], existing_tokens: list[list[str]]) -> dict[str, Any]:
+        """The sample's instruction if it passes the paper's filters; it then joins ``existing``."""
+        instruction = parse_json(sample, {"instruction": str})["instruction"]
+        self.check_instruction(instruction, existing, existing_tokens)
+        existing.append(instruction)
+        existing_tokens.append(tokens(instruction))
+        return {"text": instruction, "instruction": instruction}
 
     def check_instruction(self, instruction: str, existing: list[str], existing_tokens: list[list[str]]) -> None:
         words = len(instruction.split())

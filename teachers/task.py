@@ -5,10 +5,13 @@ turns answers into rows or rejects with reasons.
                         actor-pool path; replicas, CPUs and GPUs per replica come from ``Teacher``). ``ask``
                         renders nothing itself: it takes rendered prompts, looks each up in the cache and sends
                         only the missing ones to the engine.
-* ``GenerationTask``  — a ``TeacherOp`` whose output rows are synthetic: a new ``id`` (``TASK:SOURCE_ID``), the
-                        generated ``text``, the source's text in ``source_text`` and the provenance columns
-                        (teacher, revision, task, template version, sampling, seed, source ids, time).
-                        One row in, one row out (kept, or rejected with a reason) — the runner's contract.
+* ``GenerationTask``  — a ``TeacherOp`` whose output rows are synthetic: a new ``id`` (``TASK:SOURCE_ID``, then
+                        ``TASK:SOURCE_ID:K`` for a source's K-th further item), the generated ``text``, the
+                        source's text in ``source_text`` and the provenance columns (teacher, revision, task,
+                        template version, sampling, seed, source ids, time). A ``generate`` stage: each source
+                        row gives one or more rows (``run`` returns a result or a list of results per row, e.g.
+                        one per sample when ``sampling.n > 1``), each kept or rejected with a reason; the
+                        ``_source`` column tells the runner which source row each came from.
 * ``Reject``          — raised by a task's parsing code; becomes the row's ``_reason`` / ``_detail``.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, ClassVar, Sequence
 
 import pyarrow as pa
 
-from operators.base import DETAIL, REASON, Filter, Resources, check
+from operators.base import DETAIL, REASON, SOURCE, Filter, Resources, check
 from teachers.cache import ResponseCache, cache_key, default_cache_dir
 from teachers.engines import Engine, Messages, Prompt, Response, Sample, Sampling, Teacher
 
@@ -60,6 +63,22 @@ def first_sample(response: Response) -> Sample:
     if not response.samples:
         raise Reject("engine error", "no samples")
     return response.samples[0]
+
+
+def each_sample(response: Response, stamp: str, parse) -> list[dict[str, Any] | Reject]:
+    """One result per sample of ``response`` (``sampling.n`` of them): ``parse(sample)``'s dict with the time it
+    was generated, or the ``Reject`` it raised; a response with no samples is one ``Reject``."""
+    try:
+        first_sample(response)
+    except Reject as reject:
+        return [reject]
+    results: list[dict[str, Any] | Reject] = []
+    for sample in response.samples:
+        try:
+            results.append({**parse(sample), "generated_at": stamp})
+        except Reject as reject:
+            results.append(reject)
+    return results
 
 
 def plain_text(sample: Sample, allow_truncated: bool = False) -> str:
@@ -208,6 +227,8 @@ def _annotate(table: pa.Table, results: list) -> pa.Table:
 class GenerationTask(TeacherOp):
     """A teacher stage whose rows are synthetic; see the module docstring for the columns it writes."""
 
+    kind: ClassVar[str] = "generate"
+
     def provenance(self, row: dict[str, Any], generated_at: str | None) -> dict[str, Any]:
         identity = getattr(self, "_identity", None) or self.teacher.identity()
         return {"teacher": identity["model"], "teacher_revision": identity["revision"], "task": self.task,
@@ -216,23 +237,33 @@ class GenerationTask(TeacherOp):
                 "source_ids": [str(row["id"])], "generated_at": generated_at}
 
     def assemble(self, batch: pa.Table, rows: list[dict], results: list) -> pa.Table:
-        reserved = {"id", "text", "source_text", *self.columns, *PROVENANCE}
-        passthrough = [c for c in batch.column_names if c not in reserved]
+        """Flatten each source row's results into output rows (see the module docstring for the columns)."""
+        items = [(i, k, r) for i, result in enumerate(results)
+                 for k, r in enumerate(result if isinstance(result, list) else [result])]
+        missing = sorted(set(range(len(rows))) - {i for i, _, _ in items})
+        if missing:
+            raise RuntimeError(f"{type(self).__name__}.run gave no result for row {rows[missing[0]]['id']!r}; "
+                               "every source row needs a kept item or a Reject")
+        order = pa.array([i for i, _, _ in items], pa.int64())
+        outputs = [r for _, _, r in items]
+        reserved = {"id", "text", "source_text", SOURCE, *self.columns, *PROVENANCE}
         data: dict[str, pa.Array] = {
-            "id": pa.array([f"{self.task}:{row['id']}" for row in rows], pa.string()),
-            "text": pa.array([None if isinstance(r, Reject) else r["text"] for r in results], pa.string())}
-        for name in passthrough:
-            data[name] = batch[name]
-        data["source_text"] = batch["text"].cast(pa.string()) if "text" in batch.column_names else pa.nulls(len(rows), pa.string())
+            "id": pa.array([f"{self.task}:{rows[i]['id']}" + (f":{k}" if k else "") for i, k, _ in items], pa.string()),
+            "text": pa.array([None if isinstance(r, Reject) else r["text"] for r in outputs], pa.string())}
+        for name in batch.column_names:
+            if name not in reserved:
+                data[name] = batch[name].take(order)
+        data["source_text"] = (batch["text"].cast(pa.string()).take(order) if "text" in batch.column_names
+                               else pa.nulls(len(items), pa.string()))
         for name, kind in self.columns.items():
-            data[name] = pa.array([None if isinstance(r, Reject) else r.get(name) for r in results], kind)
+            data[name] = pa.array([None if isinstance(r, Reject) else r.get(name) for r in outputs], kind)
         if not hasattr(self, "_identity"):
             object.__setattr__(self, "_identity", self.teacher.identity())
-        prov = [self.provenance(row, None if isinstance(r, Reject) else r.get("generated_at"))
-                for row, r in zip(rows, results)]
+        prov = [self.provenance(rows[i], None if isinstance(r, Reject) else r.get("generated_at")) for i, _, r in items]
         for name, kind in PROVENANCE.items():
             data[name] = pa.array([p[name] for p in prov], kind)
-        return _annotate(pa.table(data), results)
+        data[SOURCE] = pa.array([str(rows[i]["id"]) for i, _, _ in items], pa.string())
+        return _annotate(pa.table(data), outputs)
 
 
 def pick(key: str, seed: int, n: int) -> int:

@@ -135,7 +135,7 @@ def test_pipeline_rejects_failed_requests_accounts_rows_and_never_writes_the_key
         docs = write_docs(tmp_path / "docs", QA_DOCS)
         teacher = stub_teacher(server.url, max_retries=1)
         manifest = (Pipeline("qa").read_parquet(str(docs))
-                    .filter(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), batch_size=2))
+                    .generate(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), batch_size=2))
                     .filter(LengthFilter(min_chars=40))
                     .write_parquet(str(tmp_path / "out")).run())
     finally:
@@ -154,6 +154,47 @@ def test_pipeline_rejects_failed_requests_accounts_rows_and_never_writes_the_key
     assert "api_key_env" in json.dumps(qa["config"]) and KEY not in json.dumps(manifest)
 
 
+def test_several_samples_per_document_become_rows_and_sources_balance(tmp_path, ray_local):
+    """``sampling.n = 3``: each document gives three generated rows (kept or rejected with a reason); the stage
+    accounts for source rows (4 with a kept pair + 1 with every output rejected = 5 in) and the next stage
+    receives exactly the kept generated rows."""
+    from operators import LengthFilter
+    from pipelines import Pipeline
+    from teachers.documents import GroundedQA
+
+    def respond(body, n):
+        text = prompt_text(body)
+        if "explode" in text:
+            return 500, {"error": "internal"}, 0
+        words = text.split("Document:\n", 1)[-1].split("\n\n")[0].split()
+        good = [json.dumps({"question": f"What about {w}?", "answer": " ".join(words[:k])})
+                for w, k in ((words[0], 4), (words[1], 3))]
+        return 200, completion(body, good[0], "not JSON at all", good[1]), 0
+
+    server = StubServer(respond)
+    try:
+        docs = write_docs(tmp_path / "docs", QA_DOCS)
+        teacher = stub_teacher(server.url, max_retries=0)
+        manifest = (Pipeline("qa-n").read_parquet(str(docs))
+                    .generate(GroundedQA(teacher=teacher, cache_dir=None, batch_size=2,
+                                         sampling=Sampling(n=3, temperature=0.7, max_tokens=64)))
+                    .filter(LengthFilter(min_chars=1))
+                    .write_parquet(str(tmp_path / "out")).run())
+    finally:
+        server.stop()
+    qa, length = manifest["stages"][1], manifest["stages"][2]
+    assert (qa["kind"], qa["rows_in"], qa["sources_kept"], qa["sources_rejected"]) == ("generate", 5, 4, 1)
+    assert (qa["rows_out"], qa["rows_rejected"]) == (8, 5)
+    assert qa["reject_reasons"] == {"malformed JSON output": 4, "teacher server error": 1}
+    assert length["rows_in"] == 8 and manifest["output"]["rows"] == 8
+    kept = pq.read_table(tmp_path / "out").to_pylist()
+    assert sorted(r["id"] for r in kept) == sorted(f"grounded_qa:doc-{i}{k}" for i in (0, 1, 3, 4) for k in ("", ":2"))
+    assert all(r["source_ids"] == [r["id"].split(":")[1]] and "_source" not in r for r in kept)
+    rejected = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "_rejected").to_pylist()}
+    assert rejected["grounded_qa:doc-2"] == "teacher server error" and rejected["grounded_qa:doc-0:1"] == \
+        "malformed JSON output"
+
+
 def test_a_crashed_engine_actor_is_restarted_and_the_job_goes_on(tmp_path, ray_local):
     from pipelines import Pipeline
 
@@ -164,7 +205,7 @@ def test_a_crashed_engine_actor_is_restarted_and_the_job_goes_on(tmp_path, ray_l
         docs = write_docs(tmp_path / "docs", [d for d in QA_DOCS if "explode" not in d["text"]])
         marker = tmp_path / "crashed"
         manifest = (Pipeline("crash").read_parquet(str(docs))
-                    .filter(CrashOnceQA(teacher=stub_teacher(server.url), cache_dir=None, marker=str(marker)))
+                    .generate(CrashOnceQA(teacher=stub_teacher(server.url), cache_dir=None, marker=str(marker)))
                     .write_parquet(str(tmp_path / "out")).run())
     finally:
         server.stop()
@@ -182,7 +223,7 @@ from teachers.engines import Teacher
 teacher = Teacher(model="stub-teacher", engine="openai", base_url="{url}", revision="r1", concurrency=1,
                   max_retries=0, timeout_s=600)
 pipeline = (Pipeline("resume").read_parquet("{docs}")
-            .filter(GroundedQA(teacher=teacher, cache_dir="{cache}", batch_size=100))
+            .generate(GroundedQA(teacher=teacher, cache_dir="{cache}", batch_size=100))
             .write_parquet("{out}"))
 '''
 
@@ -255,7 +296,7 @@ def test_rephrasings_that_copy_their_seed_are_removed_against_the_seeds_index(tm
     server = StubServer(respond)
     try:
         manifest = (Pipeline("rephrase").read_parquet(str(seeds))
-                    .filter(Rephrase(teacher=stub_teacher(server.url), cache_dir=None, max_doc_chars=100_000))
+                    .generate(Rephrase(teacher=stub_teacher(server.url), cache_dir=None, max_doc_chars=100_000))
                     .dedup(MinHashDedup(reference=(str(tmp_path / "seeds-out"),)))
                     .write_parquet(str(tmp_path / "out")).run())
     finally:

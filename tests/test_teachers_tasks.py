@@ -295,3 +295,19 @@ def test_bad_parameters_name_the_field():
         Sampling(logprobs=50)
     with pytest.raises(ValueError, match="Teacher.base_url"):
         stub_teacher(None)
+
+
+def test_a_generation_task_must_answer_for_every_source_row(tmp_path):
+    """Samples become rows with ``:K`` ids; a task that returns nothing for a row is an error naming the row."""
+    op = GroundedQA(teacher=TEACHER, cache_dir=None, sampling=Sampling(n=2, temperature=0.5))
+    out = op.attach(ScriptedEngine(TEACHER, qa_answer))(table(DOCS[:2]))
+    assert out["id"].to_pylist() == ["grounded_qa:d1", "grounded_qa:d1:1", "grounded_qa:d2", "grounded_qa:d2:1"]
+    assert out["_source"].to_pylist() == ["d1", "d1", "d2", "d2"]
+    assert out["source"].to_pylist() == ["geo", "geo", "food", "food"]  # passthrough columns follow their source
+
+    class Silent(GroundedQA):
+        def run(self, rows):
+            return [[] for _ in rows]
+
+    with pytest.raises(RuntimeError, match="no result for row 'd1'"):
+        Silent(teacher=TEACHER, cache_dir=None).attach(ScriptedEngine(TEACHER, qa_answer))(table(DOCS[:1]))

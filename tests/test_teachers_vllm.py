@@ -132,7 +132,7 @@ def test_pipeline_on_the_real_server_with_judge_and_dedup(teacher, tmp_path, ray
 
     docs = write_docs(tmp_path / "docs", DOCS + [{**DOCS[0], "id": "w1-copy"}])  # a duplicate source
     manifest = (Pipeline("synth").read_parquet(str(docs))
-                .filter(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), sampling=Sampling(max_tokens=64)))
+                .generate(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), sampling=Sampling(max_tokens=64)))
                 .filter(LengthFilter(min_chars=20), JudgeScore(teacher=teacher, cache_dir=str(tmp_path / "cache"),
                                                                threshold=1))
                 .dedup(MinHashDedup(threshold=0.7))
@@ -160,7 +160,7 @@ def test_logit_distillation_in_process_engine_matches_transformers(smollm2_dir, 
     docs = write_docs(tmp_path / "docs", DOCS[:2] + [long_doc])
     teacher = Teacher(model=str(smollm2_dir), max_model_len=128, cpus_per_replica=1.0)
     manifest = (Pipeline("distill").read_parquet(str(docs))
-                .filter(LogitDistill(teacher=teacher, top_k=8, max_length=None, cache_dir=str(tmp_path / "cache")))
+                .generate(LogitDistill(teacher=teacher, top_k=8, max_length=None, cache_dir=str(tmp_path / "cache")))
                 .write_parquet(str(tmp_path / "out")).run())
     stage = manifest["stages"][1]
     assert (stage["rows_out"], stage["reject_reasons"]) == (2, {"prompt longer than the context": 1})
