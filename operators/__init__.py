@@ -10,11 +10,12 @@ from operators.gopher import GopherQuality, GopherRepetition
 from operators.langid import LanguageID
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
+from operators.sample import HashSample
 from operators.text import LengthFilter, Normalize, RequireText, normalize_text
 from operators.toxicity import Toxicity
 
 __all__ = ["DETAIL", "REASON", "BiasMeasure", "BoilerplateLines", "C4Quality", "CounterfactualSwap", "FineWebQuality",
-           "GopherQuality", "GopherRepetition", "Rebalance", "RebalanceSample",
+           "GopherQuality", "GopherRepetition", "HashSample", "Rebalance", "RebalanceSample",
            "counterfactual_rows", "Decontaminate", "Dedup", "ExactDedup", "FastTextScore", "Filter",
            "LanguageID", "LengthFilter", "MinHashDedup", "Normalize", "Operator", "ParameterError", "RedactPII",
            "RequireText", "Resources", "Toxicity", "normalize_text"]

@@ -18,13 +18,14 @@ from operators.gopher import GopherQuality, GopherRepetition
 from operators.langid import LanguageID
 from operators.minhash import MinHashDedup
 from operators.pii import RedactPII
+from operators.sample import HashSample
 from operators.text import LengthFilter, Normalize, RequireText
 from operators.toxicity import Toxicity
 
 CLASSES: tuple[type[Operator], ...] = (Normalize, RequireText, LengthFilter, ExactDedup, MinHashDedup, RedactPII,
                                        Decontaminate, BoilerplateLines, LanguageID, FastTextScore, Toxicity,
                                        BiasMeasure, CounterfactualSwap, Rebalance, RebalanceSample, GopherQuality,
-                                       GopherRepetition, C4Quality, FineWebQuality)
+                                       GopherRepetition, C4Quality, FineWebQuality, HashSample)
 BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in CLASSES}
 # Short names the quality literature uses (``--ops gopher_quality,gopher_repetition,c4,fineweb``).
 BY_NAME.update(c4=C4Quality, fineweb=FineWebQuality, fineweb_quality=FineWebQuality)

@@ -166,6 +166,8 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
         note = " (reused)" if stage["skipped"] else ""
         shown = list(stage.get("metrics", {}).items())
         metrics = "".join(f"  {k}={v:,}" for k, v in shown[:6]) + (f"  (+{len(shown) - 6} more)" if len(shown) > 6 else "")
+        if stage["kind"] == "generate":
+            note += f"  (sources: {stage['sources_kept']:,} with kept rows, {stage['sources_rejected']:,} without)"
         print(f"  {stage['name']:<18} {stage['rows_in']:>9,} -> {stage['rows_out']:>9,}  "
               f"rejected {stage['rows_rejected']:>8,}{note}{metrics}")
     for stage in manifest["stages"]:

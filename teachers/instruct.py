@@ -134,6 +134,7 @@ class EvolInstruct(GenerationTask):
     respond: bool = False          # also answer the evolved instruction (and apply the response rules)
     response_max_tokens: int = 256
     allow_truncated: bool = False
+    instruction_column: str = "text"  # where the instruction to evolve is (e.g. "question" of grounded QA rows)
 
     task: ClassVar[str] = "evol_instruct"
     template_version: ClassVar[str] = "evol-1"
@@ -156,15 +157,18 @@ class EvolInstruct(GenerationTask):
         return self.render((("user", text),))
 
     def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any] | Reject]:
+        check(self.instruction_column in rows[0], self, "instruction_column",
+              f"the input has no column {self.instruction_column!r} (columns: {', '.join(rows[0])})")
         evolutions = [self.evolution_of(row) for row in rows]
-        asked = self.ask([self.prompt(e, row["text"] or "") for row, e in zip(rows, evolutions)])
+        originals = [row.get(self.instruction_column) or "" for row in rows]
+        asked = self.ask([self.prompt(e, original) for original, e in zip(originals, evolutions)])
         results: list[dict[str, Any] | Reject] = []
-        for row, evolution, (response, stamp) in zip(rows, evolutions, asked):
+        for original, evolution, (response, stamp) in zip(originals, evolutions, asked):
             try:
                 evolved = _LABEL.sub("", plain_text(first_sample(response), self.allow_truncated)).strip()
-                self.check_evolution(row["text"] or "", evolved)
+                self.check_evolution(original, evolved)
                 results.append({"text": evolved, "instruction": evolved, "evolution": evolution,
-                                "parent_instruction": row["text"], "generated_at": stamp})
+                                "parent_instruction": original, "generated_at": stamp})
             except Reject as reject:
                 results.append(reject)
         if self.respond:
