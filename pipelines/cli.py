@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="reuse stages whose outputs exist with the same config")
     run.add_argument("--num-cpus", type=int, help="CPU cap for the embedded local Ray")
     run.add_argument("--verbose", action="store_true", help="Ray's logs and progress bars")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="a setting of a workflow file, e.g. size=full (repeatable)")
 
     filters = commands.add_parser("filter", help="run named operators over a Parquet input (no pipeline file)")
     filters.add_argument("input", help="Parquet file, directory or glob")
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--output", help="output directory as seen from the cluster")
     submit.add_argument("--resume", action="store_true")
     submit.add_argument("--wait", action="store_true", help="wait for the job to end and print its logs")
+    submit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of a workflow file, passed on to the job (repeatable)")
 
     jobs = commands.add_parser("jobs", help="status, logs or stop of a submitted job")
     jobs.add_argument("action", choices=["status", "logs", "stop"])
@@ -113,9 +117,33 @@ def _command_groups() -> list:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipelines.dsl import Pipeline
     from pipelines.loader import load_pipeline
 
-    return _execute(load_pipeline(args.pipeline), args)
+    loaded = load_pipeline(args.pipeline)
+    if isinstance(loaded, Pipeline):
+        if args.set:
+            raise DistilleryError(f"--set: {args.pipeline} defines a Pipeline, which takes no settings "
+                                  "(only a 'workflow' function does)")
+        return _execute(loaded, args)
+    settings = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise DistilleryError(f"--set {item!r}: expected NAME=VALUE, e.g. size=full")
+        settings[name] = value
+    _check_settings(loaded, settings, args.pipeline)
+    loaded(output=args.output, address=args.address, resume=args.resume, num_cpus=args.num_cpus, **settings)
+    return 0
+
+
+def _check_settings(workflow, settings: dict, path: str) -> None:
+    import inspect
+
+    known = [n for n in inspect.signature(workflow).parameters if n not in ("output", "address", "resume", "num_cpus")]
+    for name in settings:
+        if name not in known:
+            raise DistilleryError(f"--set {name}: {path}'s workflow has no setting {name!r} (settings: {', '.join(known)})")
 
 
 def _filter(args: argparse.Namespace) -> int:
@@ -183,7 +211,7 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from pipelines import jobs
 
-    job_id = jobs.submit(args.pipeline, args.address, output=args.output, resume=args.resume)
+    job_id = jobs.submit(args.pipeline, args.address, output=args.output, resume=args.resume, settings=args.set)
     print(f"submitted job {job_id} to {args.address}")
     if not args.wait:
         print(f"follow it with: distillery jobs status {job_id} --address {args.address}")

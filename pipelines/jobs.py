@@ -31,8 +31,10 @@ def _client(address: str):
         raise DistilleryError(f"cannot reach the Ray job server at {address}: {str(exc).splitlines()[0]}") from exc
 
 
-def submit(pipeline_file: str, address: str, output: str | None = None, resume: bool = False) -> str:
-    """Submit a pipeline file (inside this project) as a Ray job; return the job id."""
+def submit(pipeline_file: str, address: str, output: str | None = None, resume: bool = False,
+           settings: list[str] = ()) -> str:
+    """Submit a pipeline file (inside this project) as a Ray job; return the job id. ``settings``
+    (``NAME=VALUE``) are passed to a workflow file's ``distillery run --set``."""
     file = Path(pipeline_file).resolve()
     if not file.is_file():
         raise DistilleryError(f"{pipeline_file}: no such pipeline file")
@@ -44,6 +46,8 @@ def submit(pipeline_file: str, address: str, output: str | None = None, resume: 
         command += ["--output", output]
     if resume:
         command.append("--resume")
+    for item in settings:
+        command += ["--set", item]
     client = _client(address)
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:

@@ -1,0 +1,126 @@
+"""Train: the curriculum streams curated and synthetic data into students (the flagship's third step).
+
+    curated stream   curated domains balanced by temperature (T = 2 over characters), with the synthetic
+                     domains (grounded QA, rephrasings) rising linearly from 0 to ``synthetic_share`` of the
+                     tokens by the end of training: a scheduled mixture
+    raw stream       the uncurated training split in its natural proportions (T = 1): the baseline
+
+    dense            a Llama-style student (GQA, RoPE, SDPA)
+    moe              the same width with 4 experts, top-2 routing
+    long_context     the dense student's context extended 4x with YaRN and fine-tuned at that length
+
+Each run writes ``metrics.jsonl`` (loss overall and per domain), checkpoints (safetensors) and the stream's
+``adherence.jsonl`` (planned vs realised domain shares). Sizes: ``SIZES["small"]`` runs in minutes on two
+CPU cores; ``SIZES["full"]`` is the same recipe, larger; ``SIZES["test"]`` only checks that it runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from curricula.mixture import Temperature, piecewise, temperature_mixture
+from curricula.source import Domain, split_by_source
+from curricula.stream import CurriculumStream
+from pipelines.io import list_parquet_files
+from students.model import ModelConfig
+from students.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class TrainingSize:
+    steps: int
+    batch_size: int
+    seq_len: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    lr: float = 3e-3
+    long_context_factor: int = 4
+    long_context_steps: int = 20
+
+
+SIZES = {"test": TrainingSize(steps=12, batch_size=4, seq_len=64, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                              long_context_factor=2, long_context_steps=4),
+         "small": TrainingSize(steps=200, batch_size=8, seq_len=128, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2),
+         "full": TrainingSize(steps=2000, batch_size=16, seq_len=256, d_model=256, n_layers=4, n_heads=8, n_kv_heads=4,
+                              lr=1e-3, long_context_steps=200)}
+SYNTHETIC_SHARE = 0.25
+
+
+def student_config(size: TrainingSize, kind: str = "dense") -> ModelConfig:
+    dense = ModelConfig(d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads, n_kv_heads=size.n_kv_heads,
+                        max_seq_len=size.seq_len)
+    return dataclasses.replace(dense, n_experts=4, top_k=2) if kind == "moe" else dense
+
+
+def chars_by_source(path: str) -> dict[str, float]:
+    frame = pl.scan_parquet(list_parquet_files(path)).group_by("source").agg(pl.col("text").str.len_chars().sum())
+    return {source: float(n) for source, n in frame.collect().iter_rows()}
+
+
+def raw_stream(raw: str, size: TrainingSize, seed: int, tokenizer: str, log_path: Path) -> CurriculumStream:
+    return CurriculumStream(split_by_source(raw), Temperature(1.0, sizes=chars_by_source(raw)), tokenizer,
+                            seq_len=size.seq_len, batch_size=size.batch_size, seed=seed, document_ids=True,
+                            log_every=200, log_path=log_path)
+
+
+def curated_stream(curated: str, synthetic: dict[str, str], size: TrainingSize, seed: int, tokenizer: str,
+                   log_path: Path, seq_len: int | None = None) -> CurriculumStream:
+    seq_len = seq_len or size.seq_len
+    balanced = temperature_mixture(chars_by_source(curated), 2.0).weights
+    total = sum(balanced.values())
+    start = {name: w / total for name, w in balanced.items()}
+    end = {**{name: w * (1 - SYNTHETIC_SHARE) for name, w in start.items()},
+           **{name: SYNTHETIC_SHARE / len(synthetic) for name in synthetic}}
+    schedule = piecewise([(0, start), (size.steps * size.batch_size * seq_len, end)])
+    domains = split_by_source(curated) + [Domain(name, path) for name, path in synthetic.items()]
+    return CurriculumStream(domains, schedule, tokenizer, seq_len=seq_len, batch_size=size.batch_size, seed=seed,
+                            document_ids=True, log_every=200, log_path=log_path)
+
+
+def train_student(run_dir: Path, model: ModelConfig, size: TrainingSize, stream, seed: int):
+    cfg = TrainConfig(steps=size.steps, lr=size.lr, warmup_steps=max(1, size.steps // 20),
+                      checkpoint_every=max(1, size.steps // 3), seed=seed, device="auto", progress=False)
+    return train(model, cfg, stream, run_dir)
+
+
+def train_students(curated: str, synthetic: dict[str, str], raw: str, out: Path, size: TrainingSize,
+                   seeds: tuple[int, ...], tokenizer: str) -> list[Path]:
+    """The experiment's dense students (curated and raw streams, every seed) plus MoE and long-context
+    students on the curated stream (first seed). Returns the run folders."""
+    runs = []
+    for seed in seeds:
+        run = out / f"dense-curated-seed{seed}"
+        train_student(run, student_config(size), size, curated_stream(curated, synthetic, size, seed, tokenizer,
+                                                                      run / "adherence.jsonl"), seed)
+        runs.append(run)
+        run = out / f"dense-raw-seed{seed}"
+        train_student(run, student_config(size), size, raw_stream(raw, size, seed, tokenizer, run / "adherence.jsonl"),
+                      seed)
+        runs.append(run)
+    seed = seeds[0]
+    run = out / f"moe-curated-seed{seed}"
+    train_student(run, student_config(size, "moe"), size,
+                  curated_stream(curated, synthetic, size, seed, tokenizer, run / "adherence.jsonl"), seed)
+    runs.append(run)
+    runs.append(extend_context(out / f"dense-curated-seed{seed}", out / f"long_context-curated-seed{seed}", curated,
+                               synthetic, size, seed, tokenizer))
+    return runs
+
+
+def extend_context(source: Path, run: Path, curated: str, synthetic: dict[str, str], size: TrainingSize, seed: int,
+                   tokenizer: str) -> Path:
+    from students import longctx
+
+    long_len = size.seq_len * size.long_context_factor
+    short = dataclasses.replace(size, batch_size=max(1, size.batch_size // size.long_context_factor),
+                                steps=size.long_context_steps)
+    stream = curated_stream(curated, synthetic, short, seed, tokenizer, run / "adherence.jsonl", seq_len=long_len)
+    cfg = TrainConfig(steps=short.steps, lr=size.lr / 3, warmup_steps=1, checkpoint_every=short.steps, seed=seed,
+                      progress=False)
+    longctx.extend_context(source, run, stream, long_len, cfg, scaling="yarn")
+    return run
