@@ -65,22 +65,12 @@ class Pipeline:
 
     def filter(self, *ops: Filter) -> Pipeline:
         """Apply filters in order; each rejected row is written to ``_rejected/`` with its reason."""
-        if not ops:
-            raise ParameterError("filter: give at least one filter operator")
-        pipe = self
-        for op in ops:
-            pipe = pipe._add(op, "filter")
-        return pipe
+        return self._add_each(ops, "filter")
 
     def generate(self, *ops: Filter) -> Pipeline:
         """Teacher stages that write new rows (``teachers.GenerationTask``): each input row gives one or more
         rows, each kept or written to ``_rejected/`` with its reason; ``source_ids`` links them to their input."""
-        if not ops:
-            raise ParameterError("generate: give at least one generation operator")
-        pipe = self
-        for op in ops:
-            pipe = pipe._add(op, "generate")
-        return pipe
+        return self._add_each(ops, "generate")
 
     def dedup(self, op: Dedup | BoilerplateLines) -> Pipeline:
         """A global stage over the whole dataset: document dedup (duplicates are rejected, not dropped) or
@@ -90,6 +80,14 @@ class Pipeline:
     def write_parquet(self, path: str) -> Pipeline:
         """Where the kept rows go (``distillery run --output`` overrides it)."""
         return replace(self, output=str(path))
+
+    def _add_each(self, ops: tuple[Operator, ...], method: str) -> Pipeline:
+        if not ops:
+            raise ParameterError(f"{method}: give at least one operator")
+        pipe = self
+        for op in ops:
+            pipe = pipe._add(op, method)
+        return pipe
 
     def _add(self, op: Operator, method: str) -> Pipeline:
         kinds = {"dedup": ("dedup", "line_dedup")}.get(method, (method,))

