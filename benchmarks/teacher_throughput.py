@@ -86,12 +86,12 @@ def bench_transformers(model_dir: str, prompts: list[str], sizes: list[int], max
 
 
 def bench_vllm(model_dir: str, prompts: list[str], sizes: list[int], max_tokens: int, dtype: str, threads: int | None,
-               max_num_seqs: int, kv_gib: int) -> list[dict]:
+               max_num_seqs: int, kv_gib: int, eager: bool = True) -> list[dict]:
     from teachers.engines import Sampling, Teacher, VLLMEngine
 
     started = time.perf_counter()
     engine = VLLMEngine(Teacher(model=model_dir, dtype=dtype, max_model_len=1024, cpu_threads=threads,
-                                max_num_seqs=max_num_seqs, kv_cache_gib=kv_gib))
+                                max_num_seqs=max_num_seqs, kv_cache_gib=kv_gib, enforce_eager=eager))
     startup = time.perf_counter() - started
     sampling = Sampling(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     engine.generate(prompts[:2], sampling)  # warm-up
@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--hf-batch", type=int, default=64, help="transformers generate batch size")
     parser.add_argument("--max-num-seqs", type=int, default=256, help="vLLM's concurrent sequences")
     parser.add_argument("--kv-cache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE")
+    parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True,
+                        help="vLLM enforce_eager (--no-eager: torch.compile the model with inductor)")
     parser.add_argument("--json", help="append the result rows (with the settings) to this JSON-lines file")
     args = parser.parse_args()
 
@@ -142,7 +144,7 @@ def main() -> None:
         rows += bench_transformers(model, prompts, sizes, args.max_tokens, args.dtype, args.threads, args.hf_batch)
     if "vllm" in engines:
         rows += bench_vllm(model, prompts, sizes, args.max_tokens, args.dtype, args.threads, args.max_num_seqs,
-                           args.kv_cache_gib)
+                           args.kv_cache_gib, args.eager)
     by = {(r["engine"], r["prompts"]): r["tokens_per_s"] for r in rows}
     per_cpu = {(r["engine"], r["prompts"]): r["tokens_per_cpu_s"] for r in rows}
     print(f"\n{'prompts':>8} {'transformers tok/s':>19} {'vLLM tok/s':>11} {'speed-up':>9}   "

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 # CPU defaults measured in benchmarks/teacher_throughput.py (see benchmarks/RESULTS.md).
 CPU_DTYPE = "float32"
-CPU_KV_CACHE_GIB = 1
+CPU_KV_CACHE_GIB = 3  # VLLM_CPU_KVCACHE_SPACE: 1 GiB queued 256 prompts (110 vs 145 tokens/s, benchmarks/RESULTS.md)
 MAX_TOP_K = 20  # vLLM's default max_logprobs
 
 Messages = tuple[tuple[str, str], ...]  # ((role, content), ...)
@@ -112,7 +112,9 @@ class Teacher:
     kv_cache_gib: int = CPU_KV_CACHE_GIB
     max_num_seqs: int = 256
     cpu_threads: int | None = None  # OpenMP threads of the CPU engine (None: vLLM's default, all cores)
-    enforce_eager: bool = True
+    # False: vLLM compiles the model (inductor); on the CPU 2.8x transformers at 64 prompts vs 1.8x eager, but
+    # start-up takes ~90 s instead of ~25 s (benchmarks/RESULTS.md). Small jobs may prefer True.
+    enforce_eager: bool = False
     # openai engine
     base_url: str | None = None     # e.g. http://127.0.0.1:8000 (without /v1)
     api_key_env: str = "DISTILLERY_TEACHER_API_KEY"  # the *name* of the variable; OPENAI_API_KEY is the fallback
