@@ -64,11 +64,10 @@ def _pipeline(p: dict[str, Any]) -> str:
 
 def _bias(summary: dict[str, Any]) -> str:
     rows = []
-    for group, categories in summary.get("groups", {}).items():
-        for category, figures in categories.items():
-            if isinstance(figures, dict):
-                rows.append({"group": group, "category": category,
-                             **{k: v for k, v in figures.items() if isinstance(v, (int, float))}})
+    for group, info in summary.get("groups", {}).items():
+        for category, figures in info.get("categories", {}).items():
+            rows.append({"group": group, "category": category,
+                         **{k: v for k, v in figures.items() if isinstance(v, (int, float))}})
     return _table(rows) if rows else f"<pre>{escape(str(summary))[:3000]}</pre>"
 
 
@@ -142,7 +141,7 @@ def _bars(name: str, labels: list[str], values: list[float], log: bool = False) 
                     f'fill="{COLOURS[0]}"><title>{escape(str(label))}: {value:,}</title></rect>')
         if len(values) <= 12 or i % max(1, len(values) // 8) == 0:
             texts.append(f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">'
-                         f'{escape(str(label))[:14]}</text>')
+                         f'{escape(str(label)[:max(4, min(14, int(slot // 6)))])}</text>')  # ~6 px a character
     return _svg(name, "".join(bars) + "".join(texts) + _axes(f"{max(values, default=0):,}"))
 
 

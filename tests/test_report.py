@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory, ray_local, smollm2_dir):
 
     from curricula.source import split_by_source
     from curricula.stream import CurriculumStream
-    from operators import LanguageID, LengthFilter, MinHashDedup, Normalize
+    from operators import BiasMeasure, LanguageID, LengthFilter, MinHashDedup, Normalize
     from pipelines import Pipeline
     from students.evaluate import evaluate_model
     from students.model import ModelConfig
@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory, ray_local, smollm2_dir):
     rows += [dict(r, id=f"{r['id']}-copy") for r in rows[::4] if len(r["text"].split()) > 30]  # known duplicates
     raw = write_docs(root / "raw", rows, files=2)
     (Pipeline("curate").read_parquet(str(raw)).map(Normalize()).filter(LengthFilter(min_words=5), LanguageID())
-     .dedup(MinHashDedup()).write_parquet(str(root / "curated")).run())
+     .map(BiasMeasure()).dedup(MinHashDedup()).write_parquet(str(root / "curated")).run())
 
     domains = [d for d in split_by_source(root / "curated") if d.name in ("fortunes", "dictionary", "docs")]
     stream = CurriculumStream(domains, {"fortunes": 0.5, "dictionary": 0.3, "docs": 0.2}, smollm2_dir,
@@ -60,6 +60,7 @@ def test_report_gathers_every_section(run_dir):
     curate = next(p for p in report["pipelines"] if p["pipeline"] == "curate")
     names = [s["name"] for s in curate["stages"]]
     assert names[0] == "read" and names[-1] == "min_hash_dedup"
+    assert curate["bias"]["groups"]["gender"]["categories"]["female"]["documents"] >= 0
     dedup = curate["stages"][-1]
     assert dedup["rows_rejected"] >= 25 and dedup["cluster_sizes"]  # the planted copies
     assert curate["stages"][0]["rows_in"] == pq.read_table(run_dir / "raw").num_rows
@@ -78,6 +79,7 @@ def test_report_renders_with_its_plots_in_headless_chromium(run_dir, tmp_path):
                f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "<h1>Distillery report</h1>" in dom
+    assert "<h3>Bias</h3>" in dom and "<td>gender</td><td>female</td>" in dom.replace(" ", "")  # one row per category
     for plot in ("funnel", "clusters", "histogram", "mixture", "loss"):
         assert f'data-plot="{plot}"' in dom, plot
     assert dom.count("<rect") > 10 and dom.count("<path") >= 4
