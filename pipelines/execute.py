@@ -28,6 +28,10 @@ def batch_fingerprint(batch: pa.Table) -> str:
     return hashlib.blake2b("\x1f".join(ids).encode("utf-8"), digest_size=12).hexdigest()
 
 
+# A generate stage counts its input rows by outcome: with at least one kept output, or with every output rejected.
+GENERATE_COUNTS = ("sources_kept", "sources_rejected")
+
+
 def empty_totals() -> dict[str, Any]:
     return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0,
             "batches": 0, "reasons": {}, "metrics": {}}
@@ -67,10 +71,6 @@ class Ledger:
         return totals
 
 
-# A generate stage counts its input rows by outcome: with at least one kept output, or with every output rejected.
-GENERATE_COUNTS = ("sources_kept", "sources_rejected")
-
-
 def _total(column: pa.ChunkedArray) -> float:
     total = pc.sum(column).as_py()
     return total if total is not None else 0
@@ -99,15 +99,15 @@ class StageTask:
         started = time.perf_counter()
         rows_in, bytes_in = batch.num_rows, batch.nbytes
         fingerprint = batch_fingerprint(batch)
-        input_ids = batch["id"].cast(pa.string()).to_pylist()
+        input_ids = batch["id"].cast(pa.string()) if self.op.kind == "generate" else None
         if self.annotate_only:
             batch = self._annotate_dedup(batch, fingerprint)
         elif self.context is not None:
             batch = self.op.remove(batch, ray.get(self.context))
         else:
             batch = self.op(batch)
-        sources = None
-        if self.op.kind == "generate":
+        sources: dict[str, int] = {}
+        if input_ids is not None:
             batch, sources = self._check_sources(batch, input_ids)
         elif batch.num_rows != rows_in:
             raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} returned {batch.num_rows} "
@@ -121,31 +121,28 @@ class StageTask:
             rejected_rows = rejected.num_rows
             if rejected.num_rows:
                 reasons = {r["values"]: r["counts"] for r in pc.value_counts(rejected["reason"]).to_pylist()}
-        counts = {"rows_in": rows_in, "rows_out": batch.num_rows, "rows_rejected": rows_in - batch.num_rows,
+        # A generate stage's rows_out / rows_rejected count generated rows; its sources_* count input rows.
+        counts = {"rows_in": rows_in, "rows_out": batch.num_rows, "rows_rejected": rejected_rows,
                   "bytes_in": bytes_in, "bytes_out": batch.nbytes, "seconds": time.perf_counter() - started,
-                  "reasons": reasons, "metrics": metrics}
-        if sources is not None:  # generated rows: rows_out/rejected count outputs; sources_* count inputs
-            produced, kept_sources = sources
-            kept_sources = len(set(kept_sources) & produced)
-            counts.update(rows_rejected=rejected_rows, sources_kept=kept_sources,
-                          sources_rejected=rows_in - kept_sources)
+                  "reasons": reasons, "metrics": metrics, **sources}
         ray.get(self.ledger.record.remote(self.index, fingerprint, counts))
         return small_strings(batch)
 
-    def _check_sources(self, batch: pa.Table, input_ids: list[str]) -> tuple[pa.Table, tuple[set, list]]:
-        """A generate stage's output without ``_source``; the input ids that produced rows, and the source of
-        each kept row. Raises unless every input row has at least one output row (kept or rejected)."""
+    def _check_sources(self, batch: pa.Table, input_ids: pa.ChunkedArray) -> tuple[pa.Table, dict[str, int]]:
+        """A generate stage's output without ``_source``, and its input rows counted by outcome (with a kept
+        row; with every row rejected). Raises unless every input row has at least one output row."""
         if SOURCE not in batch.column_names:
             raise RuntimeError(f"stage {self.name!r}: generate operator {type(self.op).__name__} returned no "
                                f"{SOURCE!r} column")
         produced = set(batch[SOURCE].to_pylist())
-        missing = set(input_ids) - produced
+        missing = set(input_ids.to_pylist()) - produced
         if missing:
             raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} gave no row (kept or "
                                f"rejected) for input row {sorted(missing)[0]!r}; generate operators must reject, not drop")
-        kept = pc.is_null(batch[REASON]) if REASON in batch.column_names else pa.array([True] * batch.num_rows)
-        kept_sources = batch[SOURCE].filter(kept).to_pylist()
-        return batch.drop_columns([SOURCE]), (produced, kept_sources)
+        kept = set(batch[SOURCE].filter(pc.is_null(batch[REASON])).to_pylist()) if REASON in batch.column_names \
+            else produced
+        # Counted from the rows, not by subtraction: a source the operator invented breaks the balance.
+        return batch.drop_columns([SOURCE]), {"sources_kept": len(kept), "sources_rejected": len(produced - kept)}
 
     def _annotate_dedup(self, batch: pa.Table, fingerprint: str) -> pa.Table:
         """Rows joined to their group's decision (``keep_id``, ``cluster``; null: a group of one)."""

@@ -83,12 +83,12 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
         step(distillation(debiased, str(out / "synthetic" / "distill"), teacher, fraction))
 
     started = time.perf_counter()
-    synthetic = {"synthetic_qa": str(out / "synthetic/qa"), "synthetic_rephrase": str(out / "synthetic/rephrase")}
-    runs = train_students(str(out / "debiased"), synthetic, str(out / "raw"), out / "students", plan.training, chosen,
+    synthetic = {"synthetic_qa": qa, "synthetic_rephrase": str(out / "synthetic" / "rephrase")}
+    runs = train_students(debiased, synthetic, raw, out / "students", plan.training, chosen,
                           str(Path(tokenizer_dir) / "tokenizer.json"))
     times["train"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    rows = evaluate_students(runs, str(out / "heldout"), out / "eval.json", plan.training.seq_len, tokenizer_dir)
+    rows = evaluate_students(runs, heldout, out / "eval.json", plan.training.seq_len, tokenizer_dir)
     table = summary_table(summarize(rows))
     (out / "experiment.md").write_text(table + "\n")
     times["evaluate"] = round(time.perf_counter() - started, 1)

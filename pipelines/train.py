@@ -62,64 +62,66 @@ def chars_by_source(path: str) -> dict[str, float]:
     return {source: float(n) for source, n in frame.collect().iter_rows()}
 
 
-def raw_stream(raw: str, size: TrainingSize, seed: int, tokenizer: str, log_path: Path) -> CurriculumStream:
-    return CurriculumStream(split_by_source(raw), Temperature(1.0, sizes=chars_by_source(raw)), tokenizer,
-                            seq_len=size.seq_len, batch_size=size.batch_size, seed=seed, document_ids=True,
-                            log_every=200, log_path=log_path)
+def raw_stream(domains: list[Domain], sizes: dict[str, float], size: TrainingSize, seed: int, tokenizer: str,
+               log_path: Path) -> CurriculumStream:
+    """The raw split in its natural proportions (``sizes``: characters per domain)."""
+    return CurriculumStream(domains, Temperature(1.0, sizes=sizes), tokenizer, seq_len=size.seq_len,
+                            batch_size=size.batch_size, seed=seed, document_ids=True, log_every=200, log_path=log_path)
 
 
-def curated_stream(curated: str, synthetic: dict[str, str], size: TrainingSize, seed: int, tokenizer: str,
+def curated_stream(domains: list[Domain], balanced: dict[str, float], size: TrainingSize, seed: int, tokenizer: str,
                    log_path: Path, seq_len: int | None = None) -> CurriculumStream:
+    """``balanced`` weights for the curated domains at first; the other (synthetic) domains rise linearly to
+    ``SYNTHETIC_SHARE`` of the tokens by the end of training."""
     seq_len = seq_len or size.seq_len
-    balanced = temperature_mixture(chars_by_source(curated), 2.0).weights
-    total = sum(balanced.values())
-    start = {name: w / total for name, w in balanced.items()}
-    end = {**{name: w * (1 - SYNTHETIC_SHARE) for name, w in start.items()},
+    synthetic = [d.name for d in domains if d.name not in balanced]
+    end = {**{name: w * (1 - SYNTHETIC_SHARE) for name, w in balanced.items()},
            **{name: SYNTHETIC_SHARE / len(synthetic) for name in synthetic}}
-    schedule = piecewise([(0, start), (size.steps * size.batch_size * seq_len, end)])
-    domains = split_by_source(curated) + [Domain(name, path) for name, path in synthetic.items()]
+    schedule = piecewise([(0, balanced), (size.steps * size.batch_size * seq_len, end)])
     return CurriculumStream(domains, schedule, tokenizer, seq_len=seq_len, batch_size=size.batch_size, seed=seed,
                             document_ids=True, log_every=200, log_path=log_path)
 
 
-def train_student(run_dir: Path, model: ModelConfig, size: TrainingSize, stream, seed: int):
+def train_student(run_dir: Path, model: ModelConfig, size: TrainingSize, stream, seed: int) -> Path:
     cfg = TrainConfig(steps=size.steps, lr=size.lr, warmup_steps=max(1, size.steps // 20),
                       checkpoint_every=max(1, size.steps // 3), seed=seed, device="auto", progress=False)
-    return train(model, cfg, stream, run_dir)
+    train(model, cfg, stream, run_dir)
+    return run_dir
 
 
 def train_students(curated: str, synthetic: dict[str, str], raw: str, out: Path, size: TrainingSize,
                    seeds: tuple[int, ...], tokenizer: str) -> list[Path]:
     """The experiment's dense students (curated and raw streams, every seed) plus MoE and long-context
     students on the curated stream (first seed). Returns the run folders."""
+    weights = temperature_mixture(chars_by_source(curated), 2.0).weights
+    balanced = {name: w / sum(weights.values()) for name, w in weights.items()}
+    curated_domains = split_by_source(curated) + [Domain(name, path) for name, path in synthetic.items()]
+    raw_domains, raw_sizes = split_by_source(raw), chars_by_source(raw)
     runs = []
     for seed in seeds:
         run = out / f"dense-curated-seed{seed}"
-        train_student(run, student_config(size), size, curated_stream(curated, synthetic, size, seed, tokenizer,
-                                                                      run / "adherence.jsonl"), seed)
-        runs.append(run)
+        stream = curated_stream(curated_domains, balanced, size, seed, tokenizer, run / "adherence.jsonl")
+        runs.append(train_student(run, student_config(size), size, stream, seed))
         run = out / f"dense-raw-seed{seed}"
-        train_student(run, student_config(size), size, raw_stream(raw, size, seed, tokenizer, run / "adherence.jsonl"),
-                      seed)
-        runs.append(run)
+        stream = raw_stream(raw_domains, raw_sizes, size, seed, tokenizer, run / "adherence.jsonl")
+        runs.append(train_student(run, student_config(size), size, stream, seed))
     seed = seeds[0]
     run = out / f"moe-curated-seed{seed}"
-    train_student(run, student_config(size, "moe"), size,
-                  curated_stream(curated, synthetic, size, seed, tokenizer, run / "adherence.jsonl"), seed)
-    runs.append(run)
-    runs.append(extend_context(out / f"dense-curated-seed{seed}", out / f"long_context-curated-seed{seed}", curated,
-                               synthetic, size, seed, tokenizer))
+    stream = curated_stream(curated_domains, balanced, size, seed, tokenizer, run / "adherence.jsonl")
+    runs.append(train_student(run, student_config(size, "moe"), size, stream, seed))
+    runs.append(extend_context(out / f"dense-curated-seed{seed}", out / f"long_context-curated-seed{seed}",
+                               curated_domains, balanced, size, seed, tokenizer))
     return runs
 
 
-def extend_context(source: Path, run: Path, curated: str, synthetic: dict[str, str], size: TrainingSize, seed: int,
-                   tokenizer: str) -> Path:
+def extend_context(source: Path, run: Path, domains: list[Domain], balanced: dict[str, float], size: TrainingSize,
+                   seed: int, tokenizer: str) -> Path:
     from students import longctx
 
     long_len = size.seq_len * size.long_context_factor
     short = dataclasses.replace(size, batch_size=max(1, size.batch_size // size.long_context_factor),
                                 steps=size.long_context_steps)
-    stream = curated_stream(curated, synthetic, short, seed, tokenizer, run / "adherence.jsonl", seq_len=long_len)
+    stream = curated_stream(domains, balanced, short, seed, tokenizer, run / "adherence.jsonl", seq_len=long_len)
     cfg = TrainConfig(steps=short.steps, lr=size.lr / 3, warmup_steps=1, checkpoint_every=short.steps, seed=seed,
                       progress=False)
     longctx.extend_context(source, run, stream, long_len, cfg, scaling="yarn")

