@@ -267,6 +267,15 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
+def process_name(pid: int) -> str:
+    """A process's title (Ray workers name their current task there), shortened."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:48]
+    except OSError:
+        return "?"
+
+
 class Sampler(threading.Thread):
     """Peak summed PSS / RSS (and process count) of a process tree, sampled every ``interval`` seconds, and
     the CPU seconds the tree used (each process's last sampled utime + stime; a process that ends between
@@ -276,6 +285,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval, self.stop = pid, interval, threading.Event()
         self.peak_pss = self.peak_rss = self.peak_procs = 0
+        self.started, self.peak_at, self.peak_top = time.perf_counter(), 0.0, []
         self.cpu: dict[int, float] = {}
 
     @property
@@ -288,6 +298,9 @@ class Sampler(threading.Thread):
             for p in tree:
                 self.cpu[p] = max(self.cpu.get(p, 0.0), cpu_seconds(p))
             sizes = [memory_kb(p) for p in tree]
+            if sum(s[0] for s in sizes) > self.peak_pss:  # where the peak is: when, and the largest processes
+                self.peak_at = time.perf_counter() - self.started
+                self.peak_top = sorted(((s[0] // 1024, process_name(p)) for p, s in zip(tree, sizes)), reverse=True)[:5]
             self.peak_pss = max(self.peak_pss, sum(s[0] for s in sizes))
             self.peak_rss = max(self.peak_rss, sum(s[1] for s in sizes))
             self.peak_procs = max(self.peak_procs, len(tree))
@@ -354,6 +367,7 @@ def end_to_end(sizes: list[int], timeout: float, in_batch_max: int) -> None:
         print(f"  ray plan: {ray_wall:.1f} s wall, {ray_mem.cpu_total:.0f} CPU s (process tree), peak PSS {ray_mem.peak_pss / 1024:.0f} MB, peak RSS "
               f"{ray_mem.peak_rss / 1024:.0f} MB, {ray_mem.peak_procs} processes; "
               f"{json.dumps(ray_result)[:1500]}", flush=True)
+        print(f"  peak PSS at {ray_mem.peak_at:.0f} s, largest processes (MB): {ray_mem.peak_top}", flush=True)
         if n > in_batch_max:  # one process holding the whole corpus: skipped for the largest sizes
             rows.append((n, text_mb, ray_result, ray_wall, ray_mem, {"skipped": True}, 0.0, None))
             continue

@@ -285,11 +285,16 @@ class MinHashDedup(Dedup):
             return self.bands, self.rows
         return optimal_bands(self.threshold, self.num_perm, 1 - self.false_negative_weight, self.false_negative_weight)
 
-    def sketch(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(shingle hashes, per-document offsets, signatures) of a batch."""
+    def shingles(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+        """(64-bit shingle hashes, per-document offsets, prepared texts) of a batch."""
         fast = not (self.char_ngrams or self.datasketch_compatible)  # the compiled word shingler splits words
         prepared = prepare_text(batch[self.text_column], self.lowercase, self.strip_punctuation, word_kernel=fast)
         hashes, offsets = shingle_hashes(prepared, self.ngram, self.char_ngrams, fast and self.strip_punctuation)
+        return hashes, offsets, prepared
+
+    def sketch(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shingle hashes, per-document offsets, signatures) of a batch."""
+        hashes, offsets, prepared = self.shingles(batch)
         if self.datasketch_compatible:
             sigs = datasketch_signatures(prepared.combine_chunks() if isinstance(prepared, pa.ChunkedArray) else prepared,
                                          self.ngram, self.char_ngrams, self.num_perm, self.seed)
@@ -323,11 +328,13 @@ class MinHashDedup(Dedup):
 
     def similarities(self, texts: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Exact Jaccard (``verify``) or the signature agreement of each pair (texts[first[k]], texts[second[k]]).
-        Each text is sketched once, however many pairs it is in."""
-        hashes, offsets, sigs = self.sketch(pa.table({"text": _flat(texts)}).rename_columns([self.text_column]))
+        Each text is shingled once, however many pairs it is in; exact verification needs no signatures."""
+        batch = pa.table({self.text_column: _flat(texts)})
         first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
         if not self.verify:
+            sigs = self.sketch(batch)[2]
             return (sigs[first] == sigs[second]).mean(axis=1) if len(first) else np.zeros(0)
+        hashes, offsets, _ = self.shingles(batch)
         return pair_similarities(hashes, offsets, first, second)
 
     def clusters(self, batch: pa.Table) -> pa.Table:

@@ -171,6 +171,7 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
         return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(keep)
 
     chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256))
+    pairs = pairs.sort_by([("a", "ascending"), ("b", "ascending")])  # a document's pairs share a chunk
     edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow"))
     return edges if edges.num_columns else pairs.slice(0, 0)
 

@@ -63,8 +63,9 @@ def hf_state_dict(model: Student) -> dict[str, torch.Tensor]:
         p = f"model.layers.{i}."
         out[p + "input_layernorm.weight"] = block.attn_norm.weight
         out[p + "post_attention_layernorm.weight"] = block.mlp_norm.weight
-        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            out[p + f"self_attn.{name}.weight"] = getattr(block.attn, name).weight
+        q, k, v = block.attn.qkv_proj.weight.split(block.attn.qkv_sizes)
+        for name, weight in (("q_proj", q), ("k_proj", k), ("v_proj", v), ("o_proj", block.attn.o_proj.weight)):
+            out[p + f"self_attn.{name}.weight"] = weight
         if cfg.is_moe:
             moe = block.mlp
             out[p + "block_sparse_moe.gate.weight"] = moe.router.weight
@@ -72,8 +73,9 @@ def hf_state_dict(model: Student) -> dict[str, torch.Tensor]:
                 for w in ("w1", "w2", "w3"):
                     out[p + f"block_sparse_moe.experts.{e}.{w}.weight"] = getattr(moe, w)[e]
         else:
-            for name in ("gate_proj", "up_proj", "down_proj"):
-                out[p + f"mlp.{name}.weight"] = getattr(block.mlp, name).weight
+            gate, up = block.mlp.gate_up_proj.weight.chunk(2)
+            for name, weight in (("gate_proj", gate), ("up_proj", up), ("down_proj", block.mlp.down_proj.weight)):
+                out[p + f"mlp.{name}.weight"] = weight
     return out
 
 

@@ -37,10 +37,19 @@ class SparseMoE(nn.Module):
         super().__init__()
         self.n_experts, self.top_k, self.capacity_factor = n_experts, top_k, capacity_factor
         self.router = nn.Linear(d_model, n_experts, bias=False)
-        # Stacked expert weights, Mixtral's w1 (gate), w3 (up), w2 (down) for every expert.
-        self.w1 = nn.Parameter(torch.empty(n_experts, hidden, d_model))
-        self.w3 = nn.Parameter(torch.empty(n_experts, hidden, d_model))
+        # Stacked expert weights: w13 holds Mixtral's w1 (gate, first ``hidden`` rows) and w3 (up) of every
+        # expert, so each expert runs one input matmul; w2 (down).
+        self.hidden = hidden
+        self.w13 = nn.Parameter(torch.empty(n_experts, 2 * hidden, d_model))
         self.w2 = nn.Parameter(torch.empty(n_experts, d_model, hidden))
+
+    @property
+    def w1(self) -> torch.Tensor:
+        return self.w13[:, :self.hidden]
+
+    @property
+    def w3(self) -> torch.Tensor:
+        return self.w13[:, self.hidden:]
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Router logits [N, E] (float32), chosen experts [N, k] and their normalised weights [N, k]."""
@@ -73,14 +82,16 @@ class SparseMoE(nn.Module):
             flat_expert, flat_token, flat_weight = flat_expert[keep], flat_token[keep], flat_weight[keep]
             counts = torch.bincount(flat_expert, minlength=self.n_experts)
 
-        out = torch.zeros_like(x)
-        for e, (tokens, gate) in enumerate(zip(flat_token.split(counts.tolist()),
-                                               flat_weight.split(counts.tolist()))):
-            if tokens.numel() == 0:
-                continue
-            h = x[tokens]
-            h = F.linear(F.silu(F.linear(h, self.w1[e])) * F.linear(h, self.w3[e]), self.w2[e])
-            out.index_add_(0, tokens, (h * gate[:, None]).to(out.dtype))
+        # One gather and one scatter for all experts (not one per expert: each indexing op's backward
+        # allocates and zeroes a gradient of x's full size).
+        routed_x = x[flat_token]
+        outputs = []
+        for e, h in enumerate(routed_x.split(counts.tolist())):
+            if h.shape[0]:
+                gate, up = F.linear(h, self.w13[e]).chunk(2, dim=-1)
+                outputs.append(F.linear(F.silu(gate) * up, self.w2[e]))
+        mixed = torch.cat(outputs) * flat_weight[:, None].to(x.dtype) if outputs else x[:0]
+        out = torch.zeros_like(x).index_add_(0, flat_token, mixed.to(x.dtype))
 
         probs = logits.softmax(dim=-1)
         routed = torch.bincount(experts.reshape(-1), minlength=self.n_experts).float()

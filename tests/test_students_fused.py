@@ -23,3 +23,19 @@ def test_fused_cross_entropy_matches_plain():
     torch.testing.assert_close(gh, h.grad)
     torch.testing.assert_close(gw.double(), w.grad)
     assert float(per_token[3]) == 0.0
+
+
+def test_fused_cross_entropy_under_bf16_autocast_and_with_no_rows():
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, requires_grad=True)
+    w = torch.randn(50, 16, requires_grad=True)
+    y = torch.randint(0, 50, (37,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = linear_cross_entropy(h, w, y, chunk=8)
+    loss.backward()
+    reference = F.cross_entropy(h.detach() @ w.detach().t(), y)
+    assert abs(float(loss) - float(reference)) < 0.05 and h.grad.dtype == w.grad.dtype == torch.float32
+    empty = torch.zeros(0, 16, requires_grad=True)
+    loss, per_token = linear_cross_entropy(empty, w, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert float(loss) == 0.0 and per_token.numel() == 0

@@ -60,9 +60,9 @@ def test_gqa_equals_explicitly_repeated_kv_heads():
     mha = Student(ModelConfig(**TINY)).eval()
     state = gqa.state_dict()
     for i in range(2):  # kv head j of the GQA model serves query heads 2j, 2j+1
-        for name in ("k_proj", "v_proj"):
-            w = state[f"blocks.{i}.attn.{name}.weight"].view(2, 16, 64)
-            state[f"blocks.{i}.attn.{name}.weight"] = w.repeat_interleave(2, dim=0).reshape(64, 64)
+        q, k, v = state[f"blocks.{i}.attn.qkv_proj.weight"].split([64, 32, 32])
+        k, v = (w.view(2, 16, 64).repeat_interleave(2, dim=0).reshape(64, 64) for w in (k, v))
+        state[f"blocks.{i}.attn.qkv_proj.weight"] = torch.cat([q, k, v])
     mha.load_state_dict(state)
     x = torch.randint(0, 256, (2, 24))
     torch.testing.assert_close(gqa(x).logits, mha(x).logits, atol=1e-5, rtol=1e-5)
