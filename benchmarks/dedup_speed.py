@@ -334,7 +334,8 @@ def child_ray(corpus: str, output: str) -> None:
     from pipelines.session import RayOptions, ray_session
 
     started = time.perf_counter()
-    with ray_session(None, RayOptions(num_cpus=2)):
+    store = int(float(os.environ.get("DEDUP_SPEED_STORE_GIB", "2")) * 1024**3)  # the object store, as the runs report
+    with ray_session(None, RayOptions(num_cpus=2, object_store_bytes=store)):
         init = time.perf_counter() - started
         shutil.rmtree(output, ignore_errors=True)
         manifest = Pipeline("dedup").read_parquet(corpus).dedup(MinHashDedup()).run(output=output)

@@ -326,16 +326,32 @@ class MinHashDedup(Dedup):
                    "id": pc.take(batch["id"], pa.array(np.repeat(docs, bands)))}
         return pa.table(columns)
 
-    def similarities(self, texts: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Exact Jaccard (``verify``) or the signature agreement of each pair (texts[first[k]], texts[second[k]]).
-        Each text is shingled once, however many pairs it is in; exact verification needs no signatures."""
+    def profiles(self, texts: pa.Array) -> pa.Array:
+        """What verification compares, one list per text: its sorted distinct shingle hashes (exact Jaccard,
+        ``verify``) or its MinHash signature (agreement estimate). The distributed plan computes each candidate
+        document's profile once, however many pairs it is in."""
         batch = pa.table({self.text_column: _flat(texts)})
+        if self.verify:
+            values, starts = kernels.shingle_sets(*self.shingles(batch)[:2])
+        else:
+            sigs = self.sketch(batch)[2].astype(np.uint64)
+            values, starts = sigs.reshape(-1), np.arange(len(sigs) + 1, dtype=np.int64) * self.num_perm
+        return pa.LargeListArray.from_arrays(pa.array(starts, pa.int64()), pa.array(values, pa.uint64()))
+
+    def profile_similarities(self, profiles: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Exact Jaccard (``verify``) or signature agreement of each pair (profiles[first[k]], profiles[second[k]])."""
+        profiles = profiles.combine_chunks() if isinstance(profiles, pa.ChunkedArray) else profiles
+        starts = np.asarray(profiles.offsets, dtype=np.int64)
+        values = np.asarray(profiles.flatten(), dtype=np.uint64)
         first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
-        if not self.verify:
-            sigs = self.sketch(batch)[2]
-            return (sigs[first] == sigs[second]).mean(axis=1) if len(first) else np.zeros(0)
-        hashes, offsets, _ = self.shingles(batch)
-        return pair_similarities(hashes, offsets, first, second)
+        if self.verify:
+            return kernels.pair_jaccard(values, starts - starts[0], first, second)
+        sigs = values.reshape(-1, self.num_perm)
+        return (sigs[first] == sigs[second]).mean(axis=1) if len(first) else np.zeros(0)
+
+    def similarities(self, texts: pa.Array, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Exact Jaccard (``verify``) or the signature agreement of each pair (texts[first[k]], texts[second[k]])."""
+        return self.profile_similarities(self.profiles(texts), first, second)
 
     def clusters(self, batch: pa.Table) -> pa.Table:
         """(id, cluster, kept) for every document: cluster = smallest id in its component."""

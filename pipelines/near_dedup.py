@@ -3,8 +3,9 @@ and, at the end, line-level boilerplate counting (``BoilerplateLines``).
 
     1. sketch    every document -> one (band, bucket, id) row per LSH band (compiled, whole batches)
     2. bucket    hash-grouped by (band, bucket) across the cluster; buckets with >1 member -> candidate pairs
-    3. verify    the pairs are joined to both documents' texts, and each pair's exact shingle-set Jaccard
-                 (or signature agreement) is computed; the driver keeps one result per distinct pair
+    3. verify    each candidate document's profile (sorted distinct shingle hashes, or its signature) is
+                 computed once where its row lies and broadcast; tasks compute each pair's exact Jaccard
+                 (or signature agreement) in one compiled pass
     4. cluster   connected components over verified edges only (never raw bucket co-membership, which
                  chains unrelated documents that share boilerplate), by large-star / small-star rounds of
                  Ray tasks over hash partitions of the edges (``operators.components``); the keep rule
@@ -13,13 +14,15 @@ and, at the end, line-level boilerplate counting (``BoilerplateLines``).
                  the others
 
 No step holds all signatures or all edges in one place: buckets and edges are hash-partitioned. The driver
-gathers the distinct candidate pairs and the final (id, cluster) labels: memory proportional to duplicate
-pairs, not to documents.
+gathers the distinct candidate pairs, the candidates' profiles and the final (id, cluster) labels: memory
+proportional to candidates, not to documents. The stage's input is staged once as Parquet on disk and read
+by steps 1, 3 and 5.
 """
 from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,7 @@ def _collect(ds) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
+VERIFY_CHUNK_PAIRS = 16_384
 REFERENCE_MARK = "\x00"  # ids of reference documents are "\x00K\x00ID": they sort first and never clash
 
 
@@ -54,14 +58,19 @@ def _readable(encoded: str, op: MinHashDedup) -> str:
     return f"{doc_id} in {op.reference[int(k)]}"
 
 
-def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -> tuple[Any, dict[str, Any]]:
-    """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest)."""
+def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None,
+                    input_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest).
+
+    The rows are read three times (sketch, verification, final join) and upstream stages must run once, so
+    they are first written to ``input_dir`` as Parquet (on disk: at 1M documents the object store would
+    otherwise hold, and spill, the whole corpus) or, without it, materialised in the object store."""
     import ray.data
     from ray.data.aggregate import Unique
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    ds = ds.materialize()  # read by the sketch, the verification and the final join
+    ds = _stage_input(ds, input_dir)
     seconds["read"] = time.perf_counter() - started
     if ds.count() == 0:  # every row was rejected upstream: nothing to compare
         return ds, {"candidate_pairs": 0, "verified_pairs": 0, "clusters": 0, "duplicates": 0}
@@ -112,7 +121,21 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None) -
              "cluster_sizes": {str(size): count for size, count in sorted(sizes.items())},
              "bands": op.band_layout()[0], "rows": op.band_layout()[1],
              "seconds": {phase: round(value, 3) for phase, value in seconds.items()}}
-    return ds.map_batches(_attach(ray.put(decisions)), batch_format="pyarrow"), stats
+    # Whole blocks (batch_size=None): each call builds a hash table of the decisions' ids.
+    return ds.map_batches(_attach(ray.put(decisions)), batch_format="pyarrow", batch_size=None), stats
+
+
+def _stage_input(ds, input_dir: Path | None):
+    import shutil
+
+    import ray.data
+
+    if input_dir is None:
+        return ds.materialize()
+    shutil.rmtree(input_dir, ignore_errors=True)
+    ds.write_parquet(str(input_dir))
+    files = sorted(input_dir.glob("*.parquet")) if input_dir.exists() else []
+    return ray.data.read_parquet([str(f) for f in files]) if files else ray.data.from_items([])
 
 
 def _attach(decisions_ref):
@@ -130,9 +153,10 @@ def _attach(decisions_ref):
 
 
 def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Table:
-    """The pairs whose similarity reaches the threshold. Candidate documents are few next to the corpus, so
-    their texts are gathered once into the object store and shared with the verification tasks (a broadcast
-    join), instead of shuffling every text twice."""
+    """The pairs whose similarity reaches the threshold. Candidate documents are few next to the corpus, so each
+    one's profile (sorted distinct shingle hashes, or signature) is computed once where its row lies, gathered
+    into the object store and shared with the verification tasks (a broadcast join): no text is shuffled and
+    no document is shingled twice, however many pairs it is in."""
     import ray
     import ray.data
 
@@ -140,39 +164,43 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
         return pairs
     wanted = pa.compute.unique(pa.concat_arrays([pairs["a"].combine_chunks(), pairs["b"].combine_chunks()]))
 
-    def candidate_texts(batch: pa.Table) -> pa.Table:
-        mask = pa.compute.is_in(batch["id"].cast(pa.string()), value_set=wanted)
-        return batch.select(["id", op.text_column]).filter(mask)
+    def candidate_profiles(batch: pa.Table) -> pa.Table:
+        batch = batch.filter(pa.compute.is_in(batch["id"].cast(pa.string()), value_set=wanted))
+        return pa.table({"id": batch["id"].cast(pa.string()), "profile": op.profiles(batch[op.text_column])})
 
     sources = [ds]
     for k, path in enumerate(op.reference):
         files = [str(f) for f in list_parquet_files(path)]
         sources.append(ray.data.read_parquet(files).select_columns(["id", op.text_column]).map_batches(
             _reference_ids(k), batch_format="pyarrow"))
-    texts = pa.concat_tables([_collect(source.map_batches(candidate_texts, batch_format="pyarrow")) for source in sources],
-                             promote_options="permissive")
-    texts = pa.table({"id": texts["id"].cast(pa.string()), op.text_column: texts[op.text_column].cast(pa.string())})
-    texts_ref = ray.put(texts)
+    # batch_size=None: whole blocks, so the hash table of the wanted ids is built once per block
+    gathered = [_collect(source.map_batches(candidate_profiles, batch_format="pyarrow", batch_size=None))
+                for source in sources]
+    profiles = pa.concat_tables([t for t in gathered if t.num_columns] or [
+        pa.table({"id": pa.array([], pa.string()), "profile": pa.array([], pa.large_list(pa.uint64()))})])
+    profiles_ref = ray.put(profiles)
+    del profiles
 
     def verify(batch: pa.Table) -> pa.Table:
-        table = ray.get(texts_ref)
-        ids = table["id"].cast(pa.string())
-        found_a = pa.compute.index_in(batch["a"], value_set=ids)
-        found_b = pa.compute.index_in(batch["b"], value_set=ids)
+        table = ray.get(profiles_ref)
+        found_a = pa.compute.index_in(batch["a"], value_set=table["id"])
+        found_b = pa.compute.index_in(batch["b"], value_set=table["id"])
         # A reference document missing from its output (a later stage rejected it) cannot be compared.
         present = pa.compute.and_(pa.compute.is_valid(found_a), pa.compute.is_valid(found_b))
         batch, found_a, found_b = batch.filter(present), found_a.filter(present), found_b.filter(present)
         a, b = found_a.to_numpy(zero_copy_only=False), found_b.to_numpy(zero_copy_only=False)
-        documents = np.unique(np.concatenate([a, b]))  # each text sketched once per task
-        texts = table[op.text_column].take(pa.array(documents))
-        similarity = pa.array(op.similarities(texts, np.searchsorted(documents, a), np.searchsorted(documents, b)),
+        documents = np.unique(np.concatenate([a, b]))
+        similarity = pa.array(op.profile_similarities(table["profile"].take(pa.array(documents)),
+                                                      np.searchsorted(documents, a), np.searchsorted(documents, b)),
                               pa.float64())
         keep = pa.compute.greater_equal(similarity, op.threshold)
         return pa.table({"a": batch["a"], "b": batch["b"], "similarity": similarity}).filter(keep)
 
-    chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256))
-    pairs = pairs.sort_by([("a", "ascending"), ("b", "ascending")])  # a document's pairs share a chunk
-    edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow"))
+    # At least 4 tasks per partition when there are enough pairs, and at most VERIFY_CHUNK_PAIRS pairs a task.
+    chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256), -(-pairs.num_rows // VERIFY_CHUNK_PAIRS))
+    pairs = pairs.sort_by([("a", "ascending"), ("b", "ascending")])
+    edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow",
+                                                                                batch_size=None))
     return edges if edges.num_columns else pairs.slice(0, 0)
 
 

@@ -28,6 +28,7 @@ from pipelines.session import RayOptions, ray_session
 
 CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
 LSH_INDEX = "_lsh_index"
+INPUT_STAGING = ".staging-input-"  # a near-dedup stage's input on disk (removed when the run ends; _clear too)
 
 
 def stage_config(stage: Stage) -> dict[str, Any]:
@@ -75,7 +76,8 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
         return ds.map_batches(StageTask(**task_args, context=ray.put(frequent)), batch_format="pyarrow",
                               batch_size=res.batch_size)
     if stage.kind == "dedup" and not op.keys_are_global:
-        joined, stats = near_dedup_plan(ds, op, num_partitions, index_dir=out / LSH_INDEX / stage_dirname(index, stage))
+        joined, stats = near_dedup_plan(ds, op, num_partitions, index_dir=out / LSH_INDEX / stage_dirname(index, stage),
+                                        input_dir=out / f"{INPUT_STAGING}{stage_dirname(index, stage)}")
         ray.get(ledger.describe.remote(index, stats))
         return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if stage.kind == "dedup":
@@ -176,6 +178,8 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
             if stages[index].kind == "dedup" and index < len(stages) - 1:
                 ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
         ds.write_parquet(str(staging), compression="zstd")
+        for staged_input in out.glob(f"{INPUT_STAGING}*"):  # the near-dedup stages' inputs, read until here
+            shutil.rmtree(staged_input, ignore_errors=True)
         totals = ray.get(ledger.totals.remote())
         ray.kill(ledger)
     records = _stage_records(stages, hashes, totals, start, previous)

@@ -10,7 +10,7 @@ import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from operators import REASON, ParameterError
+from operators import REASON, GopherQuality, ParameterError
 from operators.minhash import (MinHashDedup, datasketch_signatures, optimal_bands, prepare_text, shingle_hashes,
                                shingle_strings)
 from pipelines import Pipeline
@@ -114,6 +114,19 @@ def test_minhash_dedup_in_a_pipeline_is_the_same_whatever_the_blocks_files_and_o
         assert by_id["zz-near-0"]["cluster"] == min("zz-near-0", rows[0]["id"]) and not by_id["zz-near-0"]["kept"]
         assert manifest["stages"][1]["plan"]["clusters"] == 8 and manifest["stages"][1]["plan"]["duplicates"] == 8
     assert kept[0] == kept[1] and not any(i.startswith("zz-near") for i in kept[0])
+    assert not list(out.glob(".staging*"))  # the stage's input, staged on disk, is gone with the run
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_minhash_dedup_after_a_stage_that_rejects_every_row(tmp_path):
+    data = write_docs(tmp_path / "in", [r for r in sample_rows(40)], files=2)
+    out = tmp_path / "out"
+    manifest = (Pipeline("none-left").read_parquet(str(data)).filter(GopherQuality(min_doc_words=100_000 - 1))
+                .dedup(MinHashDedup()).run(output=str(out)))
+    gopher, dedup = manifest["stages"][1:]
+    assert gopher["rows_in"] == 40 and gopher["rows_rejected"] == 40  # each row counted once: upstream ran once
+    assert dedup["rows_in"] == dedup["rows_out"] == 0 and manifest["output"]["rows"] == 0
+    assert manifest["accounting"] is not None and not list(out.glob(".staging*"))
 
 
 def test_dedup_command_names_bad_parameters(capsys):
@@ -178,3 +191,24 @@ def test_pair_similarities_equal_python_set_jaccard():
     assert pair_similarities(hashes, offsets, np.array([301]), np.array([302]))[0] == 1.0
     via_texts = op.similarities(pa.array(texts), first, second)
     assert np.allclose(via_texts, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_profiles_taken_out_of_order_give_the_same_similarities(verify):
+    """The plan gathers one profile per candidate document and takes them in any order (sliced list arrays):
+    exact Jaccard, or without verification the signatures' agreement, must not change."""
+    texts = [r["text"] for r in sample_rows(120)] + ["", "one two three four five six"]
+    op = MinHashDedup(verify=verify)
+    rng = np.random.default_rng(5)
+    first, second = rng.integers(0, len(texts), 300), rng.integers(0, len(texts), 300)
+    direct = op.similarities(pa.array(texts), first, second)
+    if not verify:
+        sigs = op.sketch(pa.table({"id": [str(k) for k in range(len(texts))], "text": texts}))[2]
+        assert np.array_equal(direct, (sigs[first] == sigs[second]).mean(axis=1))
+    order = rng.permutation(len(texts))  # profiles[order] then indices into that order
+    taken = op.profiles(pa.array(texts)).take(pa.array(order))
+    where = np.argsort(order)
+    assert np.array_equal(op.profile_similarities(taken, where[first], where[second]), direct)
+    inside = (where[first] >= 7) & (where[second] >= 7)  # a slice that does not start at the values' start
+    assert np.array_equal(op.profile_similarities(taken.slice(7), where[first][inside] - 7, where[second][inside] - 7),
+                          direct[inside])
