@@ -34,8 +34,8 @@ def test_fused_cross_entropy_under_bf16_autocast_and_with_no_rows():
         loss, _ = linear_cross_entropy(h, w, y, chunk=8)
     loss.backward()
     reference = F.cross_entropy(h.detach() @ w.detach().t(), y)
-    assert abs(float(loss) - float(reference)) < 0.05 and h.grad.dtype == w.grad.dtype == torch.float32
+    assert abs(loss.item() - reference.item()) < 0.05 and h.grad.dtype == w.grad.dtype == torch.float32
     empty = torch.zeros(0, 16, requires_grad=True)
     loss, per_token = linear_cross_entropy(empty, w, torch.zeros(0, dtype=torch.long))
     loss.backward()
-    assert float(loss) == 0.0 and per_token.numel() == 0
+    assert loss.item() == 0.0 and per_token.numel() == 0
