@@ -329,13 +329,12 @@ def run_child(args: list[str], timeout: float) -> tuple[dict, float, Sampler]:
     return json.loads(lines[-1]), time.perf_counter() - started, sampler
 
 
-def child_ray(corpus: str, output: str) -> None:
+def child_ray(corpus: str, output: str, store_gib: str) -> None:
     from pipelines import Pipeline
     from pipelines.session import RayOptions, ray_session
 
     started = time.perf_counter()
-    store = int(float(os.environ.get("DEDUP_SPEED_STORE_GIB", "2")) * 1024**3)  # the object store, as the runs report
-    with ray_session(None, RayOptions(num_cpus=2, object_store_bytes=store)):
+    with ray_session(None, RayOptions(num_cpus=2, object_store_bytes=int(float(store_gib) * 1024**3))):
         init = time.perf_counter() - started
         shutil.rmtree(output, ignore_errors=True)
         manifest = Pipeline("dedup").read_parquet(corpus).dedup(MinHashDedup()).run(output=output)
@@ -354,7 +353,7 @@ def child_in_batch(corpus: str) -> None:
                       "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
-def end_to_end(sizes: list[int], timeout: float, in_batch_max: int) -> None:
+def end_to_end(sizes: list[int], timeout: float, in_batch_max: int, store_gib: float = 2.0) -> None:
     rows = []
     for n in sizes:
         built = time.perf_counter()
@@ -364,7 +363,8 @@ def end_to_end(sizes: list[int], timeout: float, in_batch_max: int) -> None:
                       for f in sorted(docs.glob("*.parquet"))) / 1e6
         print(f"end-to-end {n:,} docs ({text_mb:.1f} MB of text, corpus ready in {time.perf_counter() - built:.0f} s); "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        ray_result, ray_wall, ray_mem = run_child(["--child-ray", str(docs), str(WORK / f"speed-out-{n}")], timeout)
+        ray_result, ray_wall, ray_mem = run_child(["--child-ray", str(docs), str(WORK / f"speed-out-{n}"),
+                                                   str(store_gib)], timeout)
         print(f"  ray plan: {ray_wall:.1f} s wall, {ray_mem.cpu_total:.0f} CPU s (process tree), peak PSS {ray_mem.peak_pss / 1024:.0f} MB, peak RSS "
               f"{ray_mem.peak_rss / 1024:.0f} MB, {ray_mem.peak_procs} processes; "
               f"{json.dumps(ray_result)[:1500]}", flush=True)
@@ -398,7 +398,7 @@ def end_to_end(sizes: list[int], timeout: float, in_batch_max: int) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-ray":
-        return child_ray(sys.argv[2], sys.argv[3])
+        return child_ray(sys.argv[2], sys.argv[3], sys.argv[4])
     if len(sys.argv) > 1 and sys.argv[1] == "--child-in-batch":
         return child_in_batch(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -407,6 +407,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per end-to-end run")
     parser.add_argument("--in-batch-max", type=int, default=200_000,
                         help="largest size at which the one-process in-batch core also runs")
+    parser.add_argument("--object-store-gib", type=float, default=2.0,
+                        help="the embedded Ray's object store in the end-to-end runs (ray_session's default: 2)")
     parser.add_argument("--skip-signatures", action="store_true")
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args()
@@ -418,7 +420,7 @@ def main() -> None:
     if not args.skip_signatures:
         signature_benchmark(args.repeats)
     if not args.skip_end_to_end:
-        end_to_end([int(s) for s in args.sizes.split(",") if s], args.timeout, args.in_batch_max)
+        end_to_end([int(s) for s in args.sizes.split(",") if s], args.timeout, args.in_batch_max, args.object_store_gib)
 
 
 if __name__ == "__main__":

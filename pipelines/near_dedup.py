@@ -41,7 +41,7 @@ def _collect(ds) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
-VERIFY_CHUNK_PAIRS = 16_384
+VERIFY_CHUNK_PAIRS = 16_384  # a verify task holds its chunk's profiles: this bounds its memory
 REFERENCE_MARK = "\x00"  # ids of reference documents are "\x00K\x00ID": they sort first and never clash
 
 
@@ -58,13 +58,13 @@ def _readable(encoded: str, op: MinHashDedup) -> str:
     return f"{doc_id} in {op.reference[int(k)]}"
 
 
-def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None,
-                    input_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, input_dir: Path,
+                    index_dir=None) -> tuple[Any, dict[str, Any]]:
     """Return (rows joined with ``keep_id`` and ``cluster`` columns, statistics for the manifest).
 
     The rows are read three times (sketch, verification, final join) and upstream stages must run once, so
     they are first written to ``input_dir`` as Parquet (on disk: at 1M documents the object store would
-    otherwise hold, and spill, the whole corpus) or, without it, materialised in the object store."""
+    otherwise hold, and spill, the whole corpus); the caller removes it when the run is done."""
     import ray.data
     from ray.data.aggregate import Unique
 
@@ -125,13 +125,11 @@ def near_dedup_plan(ds, op: MinHashDedup, num_partitions: int, index_dir=None,
     return ds.map_batches(_attach(ray.put(decisions)), batch_format="pyarrow", batch_size=None), stats
 
 
-def _stage_input(ds, input_dir: Path | None):
+def _stage_input(ds, input_dir: Path):
     import shutil
 
     import ray.data
 
-    if input_dir is None:
-        return ds.materialize()
     shutil.rmtree(input_dir, ignore_errors=True)
     ds.write_parquet(str(input_dir))
     files = sorted(input_dir.glob("*.parquet")) if input_dir.exists() else []
@@ -198,7 +196,7 @@ def _verify(ds, op: MinHashDedup, pairs: pa.Table, num_partitions: int) -> pa.Ta
 
     # At least 4 tasks per partition when there are enough pairs, and at most VERIFY_CHUNK_PAIRS pairs a task.
     chunks = max(1, min(num_partitions * 4, pairs.num_rows // 256), -(-pairs.num_rows // VERIFY_CHUNK_PAIRS))
-    pairs = pairs.sort_by([("a", "ascending"), ("b", "ascending")])
+    pairs = pairs.sort_by([("a", "ascending"), ("b", "ascending")])  # fewer distinct profiles a chunk takes
     edges = _collect(ray.data.from_arrow(pairs).repartition(chunks).map_batches(verify, batch_format="pyarrow",
                                                                                 batch_size=None))
     return edges if edges.num_columns else pairs.slice(0, 0)

@@ -76,8 +76,8 @@ def _apply_stage(ds, index: int, stage: Stage, out: Path, ledger, num_partitions
         return ds.map_batches(StageTask(**task_args, context=ray.put(frequent)), batch_format="pyarrow",
                               batch_size=res.batch_size)
     if stage.kind == "dedup" and not op.keys_are_global:
-        joined, stats = near_dedup_plan(ds, op, num_partitions, index_dir=out / LSH_INDEX / stage_dirname(index, stage),
-                                        input_dir=out / f"{INPUT_STAGING}{stage_dirname(index, stage)}")
+        joined, stats = near_dedup_plan(ds, op, num_partitions, out / f"{INPUT_STAGING}{stage_dirname(index, stage)}",
+                                        index_dir=out / LSH_INDEX / stage_dirname(index, stage))
         ray.get(ledger.describe.remote(index, stats))
         return joined.map_batches(StageTask(**task_args), batch_format="pyarrow", batch_size=res.batch_size)
     if stage.kind == "dedup":
