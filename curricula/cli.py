@@ -6,8 +6,9 @@ import argparse
 import json
 
 from curricula.errors import CurriculumConfigError
+from operators.tokenizer import TokenizerError
 
-USER_ERRORS = (CurriculumConfigError,)
+USER_ERRORS = (CurriculumConfigError, TokenizerError)
 
 
 def add_commands(commands) -> None:

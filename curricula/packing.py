@@ -11,38 +11,19 @@ one token (stride ``seq_len``), so every token is a label exactly once. ``input_
 ``labels = window[1:]``. Documents longer than a window continue in the domain's next window.
 Document ids number the documents inside each window from 0 (the separator belongs to the document it
 ends), for per-document attention masking.
+
+``Packer`` is the one packing implementation: ``CurriculumStream`` refills one per domain as it streams, and
+``pack_windows`` packs a list of documents in memory (``students.data.ParquetTokenStream``, held-out
+evaluation). The tokenizer and its separator come from ``operators.tokenizer.load_tokenizer``.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from curricula.mixture import CurriculumConfigError
-
-
-def load_tokenizer(tokenizer: Tokenizer | str | Path, eos_token: str | None = None) -> tuple[Tokenizer, int, str]:
-    """(tokenizer, separator id, separator token) from a ``Tokenizer`` or a Hugging Face folder."""
-    config: dict[str, Any] = {}
-    if not isinstance(tokenizer, Tokenizer):
-        folder = Path(tokenizer)
-        path = folder / "tokenizer.json" if folder.is_dir() else folder
-        if not path.is_file():
-            raise CurriculumConfigError(f"tokenizer: no tokenizer.json at {tokenizer}")
-        tokenizer = Tokenizer.from_file(str(path))
-        cfg = path.parent / "tokenizer_config.json"
-        if cfg.is_file():
-            config = json.loads(cfg.read_text())
-    token = eos_token or config.get("eos_token") or "<|im_end|>"
-    if isinstance(token, dict):
-        token = token.get("content")
-    eos_id = tokenizer.token_to_id(token)
-    if eos_id is None:
-        raise CurriculumConfigError(f"eos_token: {token!r} is not in the tokenizer's vocabulary")
-    return tokenizer, int(eos_id), token
+from curricula.errors import CurriculumConfigError
 
 
 class Packer:
@@ -97,4 +78,23 @@ def text_encoder(tokenizer: Tokenizer) -> Callable[[list], list[list[int]]]:
 
 def token_passthrough(rows: list) -> list[list[int]]:
     """Pretokenized rows already are token lists (empty ones are skipped)."""
-    return [r for r in rows if r]
+    return [r for r in rows if len(r)]
+
+
+def pack_windows(documents: list[list[int]], domains: list[str], seq_len: int, eos_id: int
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every full window a ``Packer`` cuts from each domain's documents (domains in sorted order, documents in
+    their order, each followed by ``eos_id``): tokens [N, seq_len + 1], 0-based document ids [N, seq_len + 1]
+    and the window's domain. A domain's last partial window is dropped."""
+    windows, doc_ids, window_domains = [], [], []
+    for domain in sorted(set(domains)):
+        packer = Packer(token_passthrough, eos_id, seq_len + 1)
+        packer.push([doc for doc, d in zip(documents, domains) if d == domain])
+        while packer.ready():
+            tokens, docs = packer.take()
+            windows.append(tokens)
+            doc_ids.append(docs)
+            window_domains.append(domain)
+    if not windows:
+        raise CurriculumConfigError(f"data: fewer than seq_len + 1 = {seq_len + 1} tokens in every domain")
+    return np.stack(windows), np.stack(doc_ids), window_domains

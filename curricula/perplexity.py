@@ -14,6 +14,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from operators.base import Operator, Resources, check
+from operators.tokenizer import read_tokenizer
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,12 @@ class Perplexity(Operator):
         if getattr(self, "_model", None) is not None:
             return
         import torch
-        from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
         model.eval()
         object.__setattr__(self, "_model", model)
-        object.__setattr__(self, "_tokenizer", Tokenizer.from_file(f"{self.model_dir}/tokenizer.json"))
+        object.__setattr__(self, "_tokenizer", read_tokenizer(self.model_dir))
 
     def document_nll(self, texts: list[str]) -> list[tuple[float, int]]:
         """(sum of token NLLs, number of predicted tokens) per text."""

@@ -12,9 +12,6 @@ sums ``num_tokens`` per domain for temperature sampling in tokens.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,8 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from tokenizers import Tokenizer
 
-from curricula.packing import load_tokenizer
 from curricula.source import TOKENS_COLUMN, parquet_files
+from operators.fileio import staged_folder
+from operators.tokenizer import load_tokenizer
 
 
 class _Tokenize:
@@ -51,14 +49,11 @@ def pretokenize(input_path: str | Path, output_path: str | Path, tokenizer: Toke
     tok, _, _ = load_tokenizer(tokenizer)
     files = parquet_files(str(input_path), "pretokenize.input")
     out = Path(output_path)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     ds = ray.data.read_parquet(files)
     ds = ds.map_batches(_Tokenize, fn_constructor_args=(tok.to_str(), text_column), batch_size=batch_size,
                         batch_format="pyarrow", concurrency=concurrency)
-    ds.write_parquet(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with staged_folder(out) as staging:
+        ds.write_parquet(str(staging))
     return out
 
 

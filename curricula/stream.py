@@ -31,9 +31,10 @@ from tokenizers import Tokenizer
 from curricula.batch import TokenBatch
 from curricula.mixture import CurriculumConfigError, DoReMi, Mixture, Schedule, Temperature, as_schedule
 from curricula.order import CurriculumOrder, Difficulty, Exhausted, ShuffledOrder
-from curricula.packing import Packer, load_tokenizer, text_encoder, token_passthrough
+from curricula.packing import Packer, text_encoder, token_passthrough
 from curricula.selector import AdherenceLog, DomainSelector
 from curricula.source import Domain, DomainIndex
+from operators.tokenizer import load_tokenizer
 
 STATE_VERSION = 1
 

@@ -1,10 +1,11 @@
 """Debiasing: measure demographic term counts, swap gendered terms (counterfactual augmentation), rebalance.
 
-* ``BiasMeasure``       — adds ``bias_<group>_<category>`` int32 counts (gender/female, religion/muslim, ...)
-  and ``bias_cooc_<group>_<category>__<attribute>``: mentions of the category with an attribute word
-  (family, career, competence, warmth, ...) in the same sentence or within ±``window`` tokens. All are
-  ``metrics``: the runner sums them into the manifest. Counting is RE2 (``pyarrow.compute``): one pass per
-  group finds the rows that mention it, then one pass per category over those rows.
+* ``BiasMeasure``       — adds one struct column ``bias_counts`` of int32 counts: fields ``<group>_<category>``
+  (gender_female, religion_muslim, ...) and ``cooc_<group>_<category>__<attribute>``: mentions of the category
+  with an attribute word (family, career, competence, warmth, ...) in the same sentence or within ±``window``
+  tokens. It is the operator's metric: the runner sums each field into the manifest as
+  ``bias_counts.<field>``. Counting is RE2 (``pyarrow.compute``): one pass per group finds the rows that
+  mention it, then one pass per category over those rows.
 * ``CounterfactualSwap`` — he<->she, his<->her, man<->woman, ... keeping capitalisation. ``her`` becomes
   ``his`` (possessive) or ``him`` (object) and ``his`` becomes ``her`` or ``hers`` by the rule in
   ``bias_lexicons.resolve_her`` / ``resolve_his``. ``mode="augment"`` adds ``text_counterfactual`` (null where nothing
@@ -39,12 +40,26 @@ SENTENCE = r"[.!?]+[\"')\]]*(?:\s+|$)|\n\s*\n"  # sentence ends, and blank lines
 ABBREVIATION = r"\b(mrs?|ms|dr|prof|st|jr|sr|vs|etc|e\.g|i\.e|no)\."
 
 
-def count_columns(lexicons: Mapping[str, Any]) -> list[str]:
-    return [f"bias_{g}_{c}" for g, cats in lexicons.items() for c in cats]
+BIAS_COLUMN = "bias_counts"  # BiasMeasure's one output column: a struct of int32 counts, one field per term set
 
 
-def cooc_columns(lexicons: Mapping[str, Any], attributes: Mapping[str, Any], groups: tuple[str, ...]) -> list[str]:
-    return [f"bias_cooc_{g}_{c}__{a}" for g in groups for c in lexicons[g] for a in attributes]
+def count_fields(lexicons: Mapping[str, Any]) -> list[str]:
+    return [f"{g}_{c}" for g, cats in lexicons.items() for c in cats]
+
+
+def cooc_fields(lexicons: Mapping[str, Any], attributes: Mapping[str, Any], groups: tuple[str, ...]) -> list[str]:
+    return [f"cooc_{g}_{c}__{a}" for g in groups for c in lexicons[g] for a in attributes]
+
+
+def bias_counts(batch: pa.Table, fields: list[str], reader: str) -> dict[str, np.ndarray]:
+    """The named fields of ``batch``'s ``bias_counts`` column (nulls as 0); a clear error naming ``reader``
+    and the missing fields when BiasMeasure did not write them."""
+    have = batch.schema.field(BIAS_COLUMN).type if BIAS_COLUMN in batch.column_names else None
+    names = [f.name for f in have] if have is not None and pa.types.is_struct(have) else []
+    missing = [f for f in fields if f not in names]
+    if missing:
+        raise ValueError(f"{reader}: {BIAS_COLUMN} fields {missing} missing; run BiasMeasure before it")
+    return {f: np.asarray(pc.fill_null(pc.struct_field(batch[BIAS_COLUMN], f), 0)) for f in fields}
 
 
 def _counts(text: pa.Array, terms: Any) -> np.ndarray:
@@ -78,8 +93,7 @@ def _spans(pattern: re.Pattern, text: str, negative: re.Pattern | None) -> list[
 class BiasMeasure(Operator):
     """Count demographic terms per document and their co-occurrence with stereotyped attribute words."""
 
-    metrics: ClassVar[tuple[str, ...]] = tuple(count_columns(lx.LEXICONS) + cooc_columns(
-        lx.LEXICONS, lx.ATTRIBUTES, ("gender",)))  # the defaults; an instance lists its own columns
+    metrics: ClassVar[tuple[str, ...]] = (BIAS_COLUMN,)  # a struct: the runner sums each field
 
     lexicons: Any = None    # group -> category -> terms, a JSON file path, or None for bias_lexicons.LEXICONS
     attributes: Any = None  # attribute -> terms, a JSON path, None for bias_lexicons.ATTRIBUTES, {} for none
@@ -107,7 +121,6 @@ class BiasMeasure(Operator):
                            tuple(g for g in ("gender",) if g in chosen))
         object.__setattr__(self, "_lexicons", chosen)
         object.__setattr__(self, "_attributes", attributes)
-        object.__setattr__(self, "metrics", tuple(self.count_columns() + self.cooc_columns()))
 
     def _load(self, field: str, default: Any) -> Any:
         value = getattr(self, field)
@@ -116,11 +129,15 @@ class BiasMeasure(Operator):
         except (OSError, ValueError) as exc:
             check(False, self, field, f"cannot read {value!r}: {exc}")
 
-    def count_columns(self) -> list[str]:
-        return count_columns(self._lexicons)
+    def count_fields(self) -> list[str]:
+        return count_fields(self._lexicons)
 
-    def cooc_columns(self) -> list[str]:
-        return cooc_columns(self._lexicons, self._attributes, self._cooc_groups if self._attributes else ())
+    def cooc_fields(self) -> list[str]:
+        return cooc_fields(self._lexicons, self._attributes, self._cooc_groups if self._attributes else ())
+
+    def fields(self) -> list[str]:
+        """The fields of ``bias_counts``, in order: term counts, then co-occurrence counts."""
+        return self.count_fields() + self.cooc_fields()
 
     def config(self) -> dict[str, Any]:
         """Parameters plus a digest of the word lists in effect (a changed file or default reruns the stage)."""
@@ -135,10 +152,10 @@ class BiasMeasure(Operator):
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         low = self.lower(batch[self.text_column].combine_chunks())
-        counts = {f"bias_{g}_{c}": n for g, cats in self._lexicons.items() for c, n in _group_counts(low, cats).items()}
-        cooc = {name: np.zeros(len(low), np.int64) for name in self.cooc_columns()}
+        counts = {f"{g}_{c}": n for g, cats in self._lexicons.items() for c, n in _group_counts(low, cats).items()}
+        cooc = {name: np.zeros(len(low), np.int64) for name in self.cooc_fields()}
         if cooc:  # rows with a term of a co-occurrence group and an attribute word
-            rows = np.flatnonzero(np.sum([counts[f"bias_{g}_{c}"] for g in self._cooc_groups
+            rows = np.flatnonzero(np.sum([counts[f"{g}_{c}"] for g in self._cooc_groups
                                           for c in self._lexicons[g]], 0) > 0)
             attrs = _group_counts(low.take(pa.array(rows, pa.int64())), self._attributes)
             rows = rows[np.sum(list(attrs.values()), axis=0) > 0]
@@ -146,11 +163,10 @@ class BiasMeasure(Operator):
                 found = (self._sentence_cooc if self.window == "sentence" else self._window_cooc)(low.take(rows))
                 for name, values in found.items():
                     cooc[name][rows] = values
-        columns = {**counts, **cooc}
-        batch = batch.drop_columns([c for c in columns if c in batch.column_names])
-        for name, values in columns.items():
-            batch = batch.append_column(name, pa.array(values, pa.int32()))
-        return batch
+        fields = {**counts, **cooc}
+        struct = pa.StructArray.from_arrays([pa.array(v, pa.int32()) for v in fields.values()], names=list(fields))
+        batch = batch.drop_columns([BIAS_COLUMN]) if BIAS_COLUMN in batch.column_names else batch
+        return batch.append_column(BIAS_COLUMN, struct)
 
     def _sentence_cooc(self, low: pa.Array) -> dict[str, np.ndarray]:
         """Per document: mentions of each category in sentences that also hold an attribute word."""
@@ -162,7 +178,7 @@ class BiasMeasure(Operator):
             for c, terms in self._lexicons[g].items():
                 n = _counts(flat, terms)
                 for a, present in has.items():
-                    found[f"bias_cooc_{g}_{c}__{a}"] = np.bincount(parent, n * present, len(low)).astype(np.int64)
+                    found[f"cooc_{g}_{c}__{a}"] = np.bincount(parent, n * present, len(low)).astype(np.int64)
         return found
 
     def _window_cooc(self, low: pa.Array) -> dict[str, np.ndarray]:
@@ -172,7 +188,7 @@ class BiasMeasure(Operator):
             return re.compile(lx.term_regex(pos), re.A), re.compile(lx.term_regex(neg), re.A) if neg else None
         cats = {(g, c): compiled(t) for g in self._cooc_groups for c, t in self._lexicons[g].items()}
         attrs = {a: compiled(t) for a, t in self._attributes.items()}
-        found = {f"bias_cooc_{g}_{c}__{a}": np.zeros(len(low), np.int64) for (g, c) in cats for a in attrs}
+        found = {f"cooc_{g}_{c}__{a}": np.zeros(len(low), np.int64) for (g, c) in cats for a in attrs}
         word, n = re.compile(r"\w+", re.A), self.window
         for row, text in enumerate(low.to_pylist()):
             starts = [m.start() for m in word.finditer(text)]  # token i starts at starts[i]
@@ -183,7 +199,7 @@ class BiasMeasure(Operator):
                     first, last = bisect.bisect_right(starts, s) - 1, bisect.bisect_right(starts, e) - 1
                     for a, at in near.items():
                         i = bisect.bisect_left(at, first - n)
-                        found[f"bias_cooc_{g}_{c}__{a}"][row] += i < len(at) and at[i] <= last + n
+                        found[f"cooc_{g}_{c}__{a}"][row] += i < len(at) and at[i] <= last + n
         return found
 
 
@@ -328,13 +344,13 @@ class Rebalance(Operator):
             self.multipliers.values()) > 0, self, "multipliers",
             f"must map categories to numbers >= 0, not all 0 (see rebalance_weights), got {self.multipliers!r}")
 
+    def counts(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        """Per category of ``group``: its BiasMeasure count per document."""
+        found = bias_counts(batch, [f"{self.group}_{c}" for c in self.multipliers], type(self).__name__)
+        return {c: found[f"{self.group}_{c}"] for c in self.multipliers}
+
     def weights(self, batch: pa.Table) -> np.ndarray:
-        names = {c: f"bias_{self.group}_{c}" for c in self.multipliers}
-        missing = [n for n in names.values() if n not in batch.column_names]
-        if missing:
-            raise ValueError(f"{type(self).__name__}: columns {missing} missing; run BiasMeasure before it")
-        counts = {c: np.asarray(pc.fill_null(batch[n], 0)) for c, n in names.items()}
-        return document_weights(counts, self.multipliers)
+        return document_weights(self.counts(batch), self.multipliers)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batch = batch.drop_columns(["sample_weight"]) if "sample_weight" in batch.column_names else batch
@@ -353,8 +369,8 @@ class RebalanceSample(Filter, Rebalance):
         check(type(self.seed) is int, self, "seed", f"must be an integer, got {self.seed!r}")
 
     def keep_probability(self, batch: pa.Table) -> np.ndarray:
-        weights = self.weights(batch)
-        mentions = np.sum([np.asarray(pc.fill_null(batch[f"bias_{self.group}_{c}"], 0)) for c in self.multipliers], 0)
+        counts = self.counts(batch)
+        weights, mentions = document_weights(counts, self.multipliers), np.sum(list(counts.values()), 0)
         return np.where(mentions > 0, np.minimum(1.0, weights / max(self.multipliers.values())), 1.0)
 
     def reasons(self, batch: pa.Table) -> tuple[pa.Array, pa.Array]:

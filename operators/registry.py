@@ -31,6 +31,24 @@ BY_NAME: dict[str, type[Operator]] = {snake_case(cls.__name__): cls for cls in C
 BY_NAME.update(c4=C4Quality, fineweb=FineWebQuality, fineweb_quality=FineWebQuality)
 
 
+def parse_ops(text: str) -> list[str]:
+    """``"normalize, length_filter"`` -> ``["normalize", "length_filter"]``.
+
+    An empty list, an empty item (``"a,,b"``, a trailing comma) or an unknown name is an error that names
+    the bad part and lists the known names: an operator list is never silently shortened."""
+    known = f"known: {', '.join(sorted(BY_NAME))}"
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ParameterError(f"--ops {text!r}: no operator names; give a comma-separated list, e.g. "
+                             f"normalize,length_filter ({known})")
+    for position, name in enumerate(items, start=1):
+        if not name:
+            raise ParameterError(f"--ops {text!r}: item {position} of {len(items)} is empty ({known})")
+        if name not in BY_NAME:
+            raise ParameterError(f"--ops: unknown operator {name!r}; {known}")
+    return items
+
+
 def parse_settings(settings: list[str]) -> dict[str, dict[str, Any]]:
     """``["length_filter.min_chars=100", ...]`` -> ``{"length_filter": {"min_chars": 100}}``.
 

@@ -1,5 +1,5 @@
-"""A bias report of Parquet outputs that hold ``BiasMeasure`` columns, before and after debiasing, and the
-rebalancing helpers that read a first run's results.
+"""A bias report of Parquet outputs that hold ``BiasMeasure``'s ``bias_counts`` struct column, before and after
+debiasing, and the rebalancing helpers that read a first run's results.
 
 ``bias_report(before, after=None)`` scans the files lazily with polars (one pass per path) and returns plain
 data: per group, each category's mentions, share of the group's mentions, and documents that mention it
@@ -21,26 +21,38 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from operators.bias import fit_multipliers, rebalance_weights
+from operators.bias import BIAS_COLUMN, fit_multipliers, rebalance_weights
 from pipelines.errors import InputError
 from pipelines.io import list_parquet_files
 from pipelines.manifest import MANIFEST
 
 
-def bias_columns(names: list[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
-    """Parse column names: (group -> categories, group -> category -> co-occurrence attributes).
-    Groups hold no ``_`` (``BiasMeasure`` checks), so ``bias_<group>_<category>`` splits at the first one."""
+def bias_fields(names: list[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
+    """Parse ``bias_counts`` field names: (group -> categories, group -> category -> co-occurrence attributes).
+    Groups hold no ``_`` (``BiasMeasure`` checks), so ``<group>_<category>`` splits at the first one."""
     counts: dict[str, list[str]] = {}
     cooc: dict[str, dict[str, list[str]]] = {}
     for name in names:
-        if name.startswith("bias_cooc_") and "__" in name:
-            head, attribute = name[len("bias_cooc_"):].split("__", 1)
+        if name.startswith("cooc_") and "__" in name:
+            head, attribute = name[len("cooc_"):].split("__", 1)
             group, _, category = head.partition("_")
             cooc.setdefault(group, {}).setdefault(category, []).append(attribute)
-        elif name.startswith("bias_") and "_" in name[5:]:
-            group, _, category = name[5:].partition("_")
+        elif "_" in name:
+            group, _, category = name.partition("_")
             counts.setdefault(group, []).append(category)
     return counts, {g: v for g, v in cooc.items() if g in counts}
+
+
+def _fields(path: str | Path, schema: pl.Schema) -> list[str]:
+    """The field names of the ``bias_counts`` struct column; an error naming ``path`` when there is none."""
+    dtype = schema.get(BIAS_COLUMN)
+    if not isinstance(dtype, pl.Struct):
+        raise InputError(f"{path}: no {BIAS_COLUMN} struct column; run BiasMeasure on it first")
+    return [f.name for f in dtype.fields]
+
+
+def _field(name: str) -> pl.Expr:
+    return pl.col(BIAS_COLUMN).struct.field(name)
 
 
 def _ratio(rates: dict[str, float | None]) -> tuple[str, float | None]:
@@ -57,28 +69,28 @@ def summarise(path: str | Path) -> dict[str, Any]:
     files = list_parquet_files(str(path))
     frame = pl.scan_parquet(files)
     schema = frame.collect_schema()
-    counts, cooc = bias_columns(list(schema.names()))
+    counts, cooc = bias_fields(_fields(path, schema))
     if not counts:
-        raise InputError(f"{path}: no bias_<group>_<category> columns; run BiasMeasure on it first")
+        raise InputError(f"{path}: {BIAS_COLUMN} holds no <group>_<category> counts; run BiasMeasure on it first")
     weighted = "sample_weight" in schema.names()
-    columns = [f"bias_{g}_{c}" for g, cats in counts.items() for c in cats]
+    columns = [f"{g}_{c}" for g, cats in counts.items() for c in cats]
     exprs = [pl.len().alias("documents")]
     for name in columns:
-        exprs += [pl.col(name).sum().alias(name), (pl.col(name) > 0).sum().alias(f"{name}\x00docs")]
+        exprs += [_field(name).sum().alias(name), (_field(name) > 0).sum().alias(f"{name}\x00docs")]
         if weighted:
-            exprs.append((pl.col(name) * pl.col("sample_weight")).sum().alias(f"{name}\x00weighted"))
-    exprs += [pl.col(f"bias_cooc_{g}_{c}__{a}").sum().alias(f"bias_cooc_{g}_{c}__{a}")
+            exprs.append((_field(name) * pl.col("sample_weight")).sum().alias(f"{name}\x00weighted"))
+    exprs += [_field(f"cooc_{g}_{c}__{a}").sum().alias(f"cooc_{g}_{c}__{a}")
               for g, cats in cooc.items() for c, attrs in cats.items() for a in attrs]
     row = frame.select(exprs).collect().row(0, named=True)
     documents = row["documents"]
     report: dict[str, Any] = {"path": str(path), "documents": documents, "weighted": weighted, "groups": {},
                               "cooccurrence": {}}
     for group, cats in counts.items():
-        total = sum(row[f"bias_{group}_{c}"] or 0 for c in cats)
-        wtotal = sum(row[f"bias_{group}_{c}\x00weighted"] or 0 for c in cats) if weighted else 0
+        total = sum(row[f"{group}_{c}"] or 0 for c in cats)
+        wtotal = sum(row[f"{group}_{c}\x00weighted"] or 0 for c in cats) if weighted else 0
         entry = {}
         for c in cats:
-            name = f"bias_{group}_{c}"
+            name = f"{group}_{c}"
             entry[c] = {"mentions": int(row[name] or 0), "share": round((row[name] or 0) / total, 4) if total else None,
                         "documents": int(row[f"{name}\x00docs"]),
                         "document_share": round(row[f"{name}\x00docs"] / documents, 4) if documents else None}
@@ -89,7 +101,7 @@ def summarise(path: str | Path) -> dict[str, Any]:
         attributes = list(dict.fromkeys(a for attrs in cats.values() for a in attrs))
         table = {}
         for a in attributes:
-            n = {c: int(row.get(f"bias_cooc_{group}_{c}__{a}") or 0) for c in cats}
+            n = {c: int(row.get(f"cooc_{group}_{c}__{a}") or 0) for c in cats}
             mentions = {c: report["groups"][group]["categories"][c]["mentions"] for c in cats}
             rates = {c: (round(n[c] / mentions[c], 4) if mentions[c] else None) for c in cats}
             ratio_of, ratio = _ratio(rates)
@@ -166,7 +178,7 @@ def multipliers_from_manifest(path: str | Path, target: Mapping[str, float] | No
     (``path``: the run's output directory or its ``_manifest.json``; ``target`` None: equal shares)."""
     path = Path(path)
     manifest = json.loads((path / MANIFEST if path.is_dir() else path).read_text())
-    prefix = f"bias_{group}_"
+    prefix = f"{BIAS_COLUMN}.{group}_"  # the runner sums each field of the struct metric as bias_counts.<field>
     for stage in reversed(manifest.get("stages", [])):
         totals = {k[len(prefix):]: v for k, v in stage.get("metrics", {}).items() if k.startswith(prefix)}
         if totals and stage.get("config", {}).get("operator") == "BiasMeasure":
@@ -178,9 +190,9 @@ def multipliers_from_parquet(path: str | Path, target: Mapping[str, float] | Non
                              max_weight: float | None = 10.0) -> dict[str, float]:
     """Exact multipliers (``fit_multipliers``) from the per-document counts of a BiasMeasure output."""
     frame = pl.scan_parquet(list_parquet_files(str(path)))
-    cats = bias_columns(list(frame.collect_schema().names()))[0].get(group)
+    cats = bias_fields(_fields(path, frame.collect_schema()))[0].get(group)
     if not cats:
-        raise InputError(f"{path}: no bias_{group}_* columns; run BiasMeasure on it first")
-    data = frame.select([f"bias_{group}_{c}" for c in cats]).collect()
-    return fit_multipliers({c: data[f"bias_{group}_{c}"].fill_null(0).to_numpy().astype(np.float64) for c in cats},
+        raise InputError(f"{path}: {BIAS_COLUMN} has no {group}_* fields; run BiasMeasure with that group first")
+    data = frame.select([_field(f"{group}_{c}").alias(c) for c in cats]).collect()
+    return fit_multipliers({c: data[c].fill_null(0).to_numpy().astype(np.float64) for c in cats},
                            target, max_weight)

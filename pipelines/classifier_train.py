@@ -18,7 +18,6 @@ import hashlib
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from operators.classifier import LABEL_PREFIX, fasttext_lines, strip_label
+from operators.fileio import atomic_path, write_json_atomic
 from pipelines.errors import DistilleryError
-from pipelines.io import list_parquet_files, write_json_atomic
+from pipelines.io import list_parquet_files
 
 
 def _read(input: str, text_column: str, label_column: str) -> tuple[list[Path], pl.DataFrame]:
@@ -161,9 +161,8 @@ def train_classifier(input: str, output: str, text_column: str = "text", label_c
             metrics = evaluate([lab for lab, _ in valid], predicted)
             n, precision, recall = model.test(str(valid_file), k=1)
             fasttext_test = {"rows": n, "precision_at_1": round(precision, 4), "recall_at_1": round(recall, 4)}
-        partial = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-        model.save_model(str(partial))
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            model.save_model(str(partial))
 
     report = {
         "model": str(target), "report": f"{target}.report.json", "input": input, "files": len(files),
@@ -198,7 +197,7 @@ def format_report(report: dict[str, Any]) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``distillery classifier train`` (the CLI calls ``run_train`` with the parsed result)."""
     parser.add_argument("--input", required=True, help="labelled Parquet: a file, a directory or a glob")
-    parser.add_argument("--output", required=True,
+    parser.add_argument("-o", "--output", required=True,
                         help="where to save the fastText model (.bin); the report goes to OUTPUT.report.json")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")

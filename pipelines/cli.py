@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 import traceback
+from pathlib import Path
 
 from operators import ParameterError
 from pipelines.errors import DistilleryError
+from pipelines.terminal import printable
+
+WORKFLOW_SET_HELP = ("a setting of a workflow file: a keyword parameter of its 'workflow' function other than "
+                     "output/address/resume/num_cpus, e.g. size=full or seeds=0,1,2 for pipelines/flagship.py "
+                     "(a file that defines a Pipeline takes none; repeatable)")
+WAIT_TIMEOUT_EXIT = 124  # submit --wait --timeout ran out (as timeout(1)); the job is still running
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,20 +31,22 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline file on Ray (embedded local Ray by default)")
     run.add_argument("pipeline", help="a Python file that defines a Pipeline")
-    run.add_argument("--output", help="output directory (overrides the pipeline's write_parquet)")
+    run.add_argument("-o", "--output", help="output directory (overrides the pipeline's write_parquet)")
     run.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else embedded local Ray)")
     run.add_argument("--resume", action="store_true", help="reuse stages whose outputs exist with the same config")
     run.add_argument("--num-cpus", type=int, help="CPU cap for the embedded local Ray")
     run.add_argument("--verbose", action="store_true", help="Ray's logs and progress bars")
-    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="a setting of a workflow file, e.g. size=full (repeatable)")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=WORKFLOW_SET_HELP)
 
     filters = commands.add_parser("filter", help="run named operators over a Parquet input (no pipeline file)")
     filters.add_argument("input", help="Parquet file, directory or glob")
-    filters.add_argument("output", help="output directory")
-    filters.add_argument("--ops", required=True, help="comma-separated operator names, applied in order")
+    filters.add_argument("-o", "--output", required=True, help="output directory")
+    filters.add_argument("--ops", required=True, help="comma-separated operator names (class names in snake case, "
+                         "e.g. normalize,length_filter,exact_dedup; see operators/registry.py), applied in order")
     filters.add_argument("--set", action="append", default=[], metavar="OP.PARAM=VALUE",
-                         help="an operator parameter, e.g. length_filter.min_chars=100 (repeatable)")
+                         help="a parameter of an operator named in --ops: OP is its --ops name, PARAM a field of its "
+                              "class, VALUE read as JSON else as a string, e.g. length_filter.min_chars=100 "
+                              "(repeatable)")
     filters.add_argument("--address", help="an existing Ray cluster (default: embedded local Ray)")
     filters.add_argument("--resume", action="store_true")
     filters.add_argument("--num-cpus", type=int)
@@ -43,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
     dedup = commands.add_parser("dedup", help="remove near-duplicates (MinHash LSH) from a Parquet input")
     dedup.add_argument("input", help="Parquet file, directory or glob")
-    dedup.add_argument("output", help="output directory (kept rows; _clusters/ and _rejected/ beside them)")
+    dedup.add_argument("-o", "--output", required=True,
+                       help="output directory (kept rows; _clusters/, _rejected/ and _lsh_index/ beside them)")
+    dedup.add_argument("--reference", action="append", default=[], metavar="PATH",
+                       help="an earlier dedup output (its _lsh_index/): rows near-duplicate to its documents are "
+                            "removed too (cross-dump dedup); give it the same --ngram, --char-ngrams, --num-perm, "
+                            "--bands/--rows and --seed (repeatable)")
     dedup.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of duplicates")
     dedup.add_argument("--ngram", type=int, default=5, help="word n-gram size of the shingles")
     dedup.add_argument("--char-ngrams", type=int, metavar="N", help="use character N-grams instead of words")
@@ -74,11 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="submit a pipeline file to a Ray cluster as a job")
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
-    submit.add_argument("--output", help="output directory as seen from the cluster")
+    submit.add_argument("-o", "--output", help="output directory as seen from the cluster")
     submit.add_argument("--resume", action="store_true")
     submit.add_argument("--wait", action="store_true", help="wait for the job to end and print its logs")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="with --wait: stop waiting after SECONDS (default: no limit); the job is left running, "
+                             f"its id printed, and the exit code is {WAIT_TIMEOUT_EXIT}")
     submit.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting of a workflow file, passed on to the job (repeatable)")
+                        help=WORKFLOW_SET_HELP + "; passed on to the job")
 
     jobs = commands.add_parser("jobs", help="status, logs or stop of a submitted job")
     jobs.add_argument("action", choices=["status", "logs", "stop"])
@@ -93,11 +112,23 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="an HTML report of a run folder: funnel, rejects, scores, clusters, "
                                                 "bias, synthetic samples, mixture, training curves, evaluation")
     report.add_argument("run_dir", help="a folder holding pipeline outputs, training runs and evaluations")
-    report.add_argument("--html", required=True, help="where to write the page")
+    report.add_argument("-o", "--output", required=True, help="the HTML file to write, e.g. report.html")
 
     for module in _command_groups():  # teachers, students, curricula: each adds its own sub-commands
         module.add_commands(commands)
+    _debug_after_every_command(parser)
     return parser
+
+
+def _debug_after_every_command(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--debug`` after any (sub-)command too: ``distillery inspect X --debug``. SUPPRESS keeps a
+    sub-command that was not given it from overwriting the top-level value."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                if "--debug" not in sub._option_string_actions:
+                    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+                _debug_after_every_command(sub)
 
 
 def _command_groups() -> list:
@@ -133,8 +164,22 @@ def _run(args: argparse.Namespace) -> int:
             raise DistilleryError(f"--set {item!r}: expected NAME=VALUE, e.g. size=full")
         settings[name] = value
     _check_settings(loaded, settings, args.pipeline)
-    loaded(output=args.output, address=args.address, resume=args.resume, num_cpus=args.num_cpus, **settings)
+    started = time.perf_counter()
+    result = loaded(output=args.output, address=args.address, resume=args.resume, num_cpus=args.num_cpus, **settings)
+    print(workflow_summary(args.pipeline, result, args.output, time.perf_counter() - started))
     return 0
+
+
+def workflow_summary(path: str, result, output: str | None, seconds: float) -> str:
+    """The last line of a workflow run, as a pipeline run's first: name, steps, seconds, output folder. A
+    workflow's returned dict names its steps in ``steps`` (a list or count) or ``seconds`` (step -> seconds),
+    and its folder in ``output``."""
+    result = result if isinstance(result, dict) else {}
+    steps = result.get("steps", result.get("seconds"))
+    count = steps if isinstance(steps, int) else len(steps) if isinstance(steps, (dict, list, tuple)) else None
+    folder = result.get("output") or output or "(the workflow's default)"
+    return (f"workflow {Path(path).stem!r}: {'' if count is None else f'{count} steps '}"
+            f"in {seconds:.1f} s, output {folder}")
 
 
 def _check_settings(workflow, settings: dict, path: str) -> None:
@@ -147,10 +192,10 @@ def _check_settings(workflow, settings: dict, path: str) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from operators.registry import build, parse_settings
+    from operators.registry import build, parse_ops, parse_settings
     from pipelines.dsl import Pipeline
 
-    names = [name.strip() for name in args.ops.split(",") if name.strip()]
+    names = parse_ops(args.ops)
     pipeline = Pipeline("filter").read_parquet(args.input)
     for op in build(names, parse_settings(args.set)):
         add = {"map": pipeline.map, "filter": pipeline.filter, "dedup": pipeline.dedup, "line_dedup": pipeline.dedup}
@@ -164,7 +209,8 @@ def _dedup(args: argparse.Namespace) -> int:
 
     op = MinHashDedup(threshold=args.threshold, ngram=args.char_ngrams or args.ngram,
                       char_ngrams=args.char_ngrams is not None, num_perm=args.num_perm, bands=args.bands,
-                      rows=args.rows, verify=args.verify, seed=args.seed, score_column=args.score_column)
+                      rows=args.rows, verify=args.verify, seed=args.seed, score_column=args.score_column,
+                      reference=tuple(args.reference))
     return _execute(Pipeline("dedup").read_parquet(args.input).dedup(op).write_parquet(args.output), args)
 
 
@@ -211,12 +257,21 @@ def _execute(pipeline, args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from pipelines import jobs
 
+    if args.timeout is not None and (not args.wait or args.timeout <= 0):
+        raise DistilleryError(f"--timeout {args.timeout:g}: give a positive number of seconds, with --wait")
     job_id = jobs.submit(args.pipeline, args.address, output=args.output, resume=args.resume, settings=args.set)
     print(f"submitted job {job_id} to {args.address}")
     if not args.wait:
         print(f"follow it with: distillery jobs status {job_id} --address {args.address}")
         return 0
-    state = jobs.wait(args.address, job_id)
+    try:
+        state = jobs.wait(args.address, job_id, timeout_s=math.inf if args.timeout is None else args.timeout)
+    except DistilleryError:
+        if jobs.status(args.address, job_id) in jobs.TERMINAL:
+            raise
+        print(f"error: job {job_id}: still running after {args.timeout:g} s (--timeout); left running: "
+              f"distillery jobs status|logs|stop {job_id} --address {args.address}", file=sys.stderr)
+        return WAIT_TIMEOUT_EXIT
     print(jobs.logs(args.address, job_id), end="")
     print(f"job {job_id}: {state}")
     return 0 if state == "SUCCEEDED" else 1
@@ -245,10 +300,10 @@ def _inspect(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pipelines.report import write_html_report
 
-    report = write_html_report(args.run_dir, args.html)
+    report = write_html_report(args.run_dir, args.output)
     found = {k: len(report[k]) for k in ("pipelines", "training", "mixtures") if report[k]}
     rows = len(report["evaluation"])
-    print(f"{args.html}: " + ", ".join(f"{n} {k}" for k, n in found.items())
+    print(f"{args.output}: " + ", ".join(f"{n} {k}" for k, n in found.items())
           + (f", {rows} evaluation rows" if rows else ""))
     return 0
 
@@ -265,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -273,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user mistake: say so, keep the traceback behind --debug
         if args.debug:
             traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = printable(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         print(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1

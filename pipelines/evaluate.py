@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from curricula.batch import TokenBatch
-from students.data import pack_windows, read_documents
+from curricula.packing import pack_windows
+from students.data import END_OF_TEXT, read_documents
 from students.evaluate import evaluate_model, load_run
 
 WINDOWS_PER_DOMAIN = 96  # evenly spaced over each domain's held-out tokens: the same windows for every student
@@ -25,7 +26,7 @@ WINDOWS_PER_DOMAIN = 96  # evenly spaced over each domain's held-out tokens: the
 def heldout_batches(heldout: str, tokenizer_dir: str, seq_len: int, batch_size: int = 8,
                     per_domain: int = WINDOWS_PER_DOMAIN) -> list[TokenBatch]:
     """Held-out windows of ``seq_len`` + 1 tokens: up to ``per_domain`` per domain, evenly spaced."""
-    windows, doc_ids, domains = pack_windows(*read_documents(heldout, tokenizer_dir), seq_len)
+    windows, doc_ids, domains = pack_windows(*read_documents(heldout, tokenizer_dir), seq_len, END_OF_TEXT)
     chosen: list[int] = []
     for domain in sorted(set(domains)):
         rows = [i for i, d in enumerate(domains) if d == domain]

@@ -71,9 +71,12 @@ class Ledger:
         return totals
 
 
-def _total(column: pa.ChunkedArray) -> float:
+def _totals(name: str, column: pa.ChunkedArray) -> dict[str, float]:
+    """A metric column's sum; a struct column's sum per field, named ``column.field`` (BiasMeasure's counts)."""
+    if pa.types.is_struct(column.type):
+        return {f"{name}.{f.name}": _totals(f.name, pc.struct_field(column, f.name))[f.name] for f in column.type}
     total = pc.sum(column).as_py()
-    return total if total is not None else 0
+    return {name: total if total is not None else 0}
 
 
 @dataclass
@@ -113,7 +116,8 @@ class StageTask:
             raise RuntimeError(f"stage {self.name!r}: operator {type(self.op).__name__} returned {batch.num_rows} "
                                f"rows for {rows_in}; operators must annotate rejects, not drop rows")
         # Metrics are summed over every row the operator saw, rejected rows included.
-        metrics = {name: _total(batch[name]) for name in self.op.metrics if name in batch.column_names}
+        metrics = {key: n for name in self.op.metrics if name in batch.column_names
+                   for key, n in _totals(name, batch[name]).items()}
         reasons: dict[str, int] = {}
         rejected_rows = 0
         if REASON in batch.column_names:

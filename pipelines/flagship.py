@@ -16,8 +16,11 @@ OUTPUT (default out/flagship) receives, in order:
     eval.json      every student on heldout/; experiment.md: mean +- std over seeds per arm
     report.html    the whole run (``distillery report``)
 
-Each pipeline step is resumable (``--resume``) and training resumes from its checkpoints, so a rerun after a
-failure redoes only what is missing.
+With ``--resume`` each pipeline step reuses what it finished before and training continues from its checkpoints,
+so a rerun after a failure redoes only what is missing; both are keyed by content, not paths: a step reruns
+when its input data, an eval set or the teacher's model folder changed, and a student retrains from scratch
+when the data it trains on (or its configs) changed (pipelines/train.py ``resume_run``). Without ``--resume``
+everything is recomputed.
 """
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
     started = time.perf_counter()
     synthetic = {"synthetic_qa": qa, "synthetic_rephrase": str(out / "synthetic" / "rephrase")}
     runs = train_students(debiased, synthetic, raw, out / "students", plan.training, chosen,
-                          str(Path(tokenizer_dir) / "tokenizer.json"))
+                          str(Path(tokenizer_dir) / "tokenizer.json"), resume=resume)
     times["train"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     rows = evaluate_students(runs, heldout, out / "eval.json", plan.training.seq_len, tokenizer_dir)
@@ -97,7 +100,7 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
     from pipelines.report import write_html_report
 
     write_html_report(out, out / "report.html")
-    summary = {"size": size, "seeds": list(chosen), "seconds": times, "students": [r["name"] for r in rows],
+    summary = {"size": size, "seeds": list(chosen), "output": str(out), "seconds": times, "students": [r["name"] for r in rows],
                "report": str(out / "report.html")}
     (out / "flagship.json").write_text(json.dumps(summary, indent=1))
     print(f"report: {out / 'report.html'}")

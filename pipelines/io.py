@@ -6,16 +6,15 @@ half-written file that looks whole.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import uuid
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from operators.fileio import atomic_path
 from pipelines.errors import InputError
 
 REQUIRED_COLUMNS = ("id", "text")
@@ -26,33 +25,78 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith((".", "_"))
 
 
+class NoParquetFiles(InputError):
+    """The location exists but holds no Parquet files (``inspect`` accepts that for an all-rejected output)."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def require_regular_file(path: Path) -> os.stat_result:
+    """``os.stat`` (never ``open``: opening a FIFO for reading blocks until a writer comes) and refuse
+    anything that is not a regular file, by name."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file (a broken symbolic link?)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise InputError(f"{path}: is {kind}, not a regular file; inputs must be Parquet files")
+    return info
+
+
+def _unreadable(exc: OSError) -> None:
+    """``os.walk`` skips a directory it cannot list unless told otherwise: that would lose its files."""
+    raise InputError(f"{exc.filename}: cannot be read ({exc.strerror})")
+
+
 def list_parquet_files(location: str) -> list[Path]:
     """Resolve a file, a directory (searched recursively) or a glob to a sorted list of files.
 
     Directories named ``_something`` (our ``_rejected``, ``_checkpoints``) and hidden files are skipped;
-    any other file that is not ``*.parquet`` is an error, so a stray file is never read as data.
+    any other file that is not ``*.parquet`` is an error, so a stray file is never read as data, and so is
+    anything that is not a regular file (FIFO, socket, device), found with ``stat`` before anything opens it.
     """
     if glob.has_magic(location):
-        candidates = [Path(p) for p in sorted(glob.glob(location, recursive=True)) if Path(p).is_file()]
+        candidates = [Path(p) for p in sorted(glob.glob(location, recursive=True)) if not Path(p).is_dir()]
         if not candidates:
             raise InputError(f"{location}: the pattern matches no files")
     else:
         root = Path(location)
         if not root.exists():
             raise InputError(f"{location}: no such file or directory")
-        if root.is_file():
+        if not root.is_dir():
             candidates = [root]
         else:
             candidates = []
-            for dirpath, dirnames, filenames in os.walk(root):
+            for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
                 candidates += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith((".", "_"))]
             if not candidates:
-                raise InputError(f"{location}: the directory holds no Parquet files")
-    for path in candidates:
-        if path.suffix != ".parquet" and not _is_hidden(path):
+                raise NoParquetFiles(f"{location}: the directory holds no Parquet files")
+    named = not glob.has_magic(location) and not Path(location).is_dir()  # one file, named by the user
+    files = candidates if named else [p for p in candidates if not _is_hidden(p)]
+    if not files:
+        raise NoParquetFiles(f"{location}: matches only hidden files (names starting with '.' or '_')")
+    for path in files:
+        require_regular_file(path)
+        if path.suffix != ".parquet":
             raise InputError(f"{path}: not a Parquet file (inputs must end in .parquet)")
-    return [p for p in candidates if not _is_hidden(p)]
+    return files
+
+
+def read_footer(path: Path) -> pq.FileMetaData:
+    """The Parquet footer of one regular file, or an ``InputError`` naming it (zero-byte, truncated, not
+    Parquet at all)."""
+    require_regular_file(path)
+    try:
+        return pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from exc
 
 
 @dataclass(frozen=True)
@@ -64,11 +108,14 @@ class InputSummary:
     fingerprint: list[tuple[str, int, int]]  # (path, size, mtime_ns) per file: resume invalidates on change
 
 
-def validate_inputs(location: str, columns: list[str] | None = None) -> InputSummary:
+def validate_inputs(location: str, columns: list[str] | None = None, documents: bool = True) -> InputSummary:
     """Read every input's Parquet footer (not its data) and check the document contract.
 
-    Raises ``InputError`` naming the file for: unreadable/corrupt files, a missing ``id``/``text`` or
-    selected column, a non-string ``text``, or a schema that differs from the first file's.
+    Raises ``InputError`` naming the file for: non-regular files (FIFO, socket, device: never opened),
+    unreadable/corrupt files (zero-byte, truncated, not Parquet), a missing ``id``/``text`` or selected
+    column, a non-string ``text``, a schema that differs from the first file's, or repeated ids.
+    ``documents=False`` (``inspect``: any Parquet output) checks only that the files are readable Parquet
+    with one schema.
     """
     files = list_parquet_files(location)
     wanted = list(dict.fromkeys([*(columns or []), *REQUIRED_COLUMNS])) if columns else None
@@ -76,15 +123,12 @@ def validate_inputs(location: str, columns: list[str] | None = None) -> InputSum
     rows = size = 0
     fingerprint = []
     for path in files:
-        try:
-            meta = pq.read_metadata(path)
-            file_schema = meta.schema.to_arrow_schema()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
-        for column in wanted or REQUIRED_COLUMNS:
+        meta = read_footer(path)
+        file_schema = meta.schema.to_arrow_schema()
+        for column in wanted or (REQUIRED_COLUMNS if documents else ()):
             if column not in file_schema.names:
                 raise InputError(f"{path}: column {column!r} is missing (columns: {', '.join(file_schema.names)})")
-        for column in REQUIRED_COLUMNS:
+        for column in REQUIRED_COLUMNS if documents else ():
             kind = file_schema.field(column).type
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
                 raise InputError(f"{path}: column {column!r} must be a string, found {kind}")
@@ -94,12 +138,13 @@ def validate_inputs(location: str, columns: list[str] | None = None) -> InputSum
             schema = file_schema
         elif not _same_columns(schema, file_schema):
             raise InputError(f"{path}: schema differs from {files[0]} ({_schema_diff(schema, file_schema)})")
-        stat = path.stat()
+        info = path.stat()
         rows += meta.num_rows
-        size += stat.st_size
-        fingerprint.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        size += info.st_size
+        fingerprint.append((str(path.resolve()), info.st_size, info.st_mtime_ns))
     assert schema is not None
-    _check_unique_ids(files)
+    if documents:
+        _check_unique_ids(files)
     return InputSummary([str(p) for p in files], schema, rows, size, fingerprint)
 
 
@@ -142,21 +187,8 @@ def small_strings(table: pa.Table) -> pa.Table:
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` as Parquet (zstd) via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def parquet_rows(location: Path) -> tuple[int, int, int]:

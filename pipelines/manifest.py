@@ -1,7 +1,9 @@
 """The run manifest (``OUTPUT/_manifest.json``): per-stage configs, config hashes, counts, bytes and
-seconds; library versions; start and end. Also the accounting check that every run ends with."""
+seconds; library versions; start and end. Also the resume hashes (content, not paths: ``chain_hashes``,
+``content_fingerprints``) and the accounting check that every run ends with."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -10,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from operators.fingerprint import dataset_fingerprint, fingerprint
 from pipelines.errors import AccountingError
 from pipelines.io import parquet_rows
 
@@ -31,10 +34,49 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def chain_hashes(source_config: dict, fingerprint: list, stage_configs: list[dict]) -> list[str]:
-    """One hash per stage covering the input files (path, size, mtime) and every config up to it,
-    so a stage's saved output is reused only if nothing upstream of it changed."""
-    digest = hashlib.sha256(json.dumps([source_config, fingerprint], sort_keys=True, default=str).encode())
+# Operator parameters that name files or folders whose content decides the operator's output: an eval set,
+# a dedup reference (an earlier output), a fastText model, a Parquet of reference texts.
+CONTENT_FIELDS = ("eval_sets", "reference", "reference_path", "model_path")
+
+
+def _path_fingerprint(path: str) -> str:
+    location = Path(path).expanduser()
+    if location.is_file():
+        return fingerprint(location)
+    found = dataset_fingerprint(location)
+    if (location / "_lsh_index").is_dir():  # a dedup reference is compared through its MinHash index too
+        found += "+" + fingerprint(location / "_lsh_index")
+    return found
+
+
+def content_fingerprints(op: Any) -> dict[str, str]:
+    """Fingerprints of the content an operator reads besides its batches (operators/fingerprint.py): the
+    files named by its ``CONTENT_FIELDS`` parameters, a teacher's model folder (``content_fingerprint()`` of
+    a field's value), and whatever the operator's own ``fingerprints()`` method, if it has one, returns.
+    Part of the stage's resume hash, so an eval set, reference or model rewritten in place reruns the stage."""
+    found: dict[str, str] = {}
+    own = getattr(op, "fingerprints", None)
+    if callable(own):
+        found.update(own())
+    for field in dataclasses.fields(op) if dataclasses.is_dataclass(op) else ():
+        value = getattr(op, field.name, None)
+        if callable(getattr(value, "content_fingerprint", None)):
+            content = value.content_fingerprint()
+            if content is not None:
+                found[field.name] = content
+        elif field.name in CONTENT_FIELDS:
+            paths = value if isinstance(value, (tuple, list)) else (value,)
+            for k, path in enumerate(paths):
+                if isinstance(path, (str, Path)) and str(path) and Path(path).expanduser().exists():
+                    found[f"{field.name}[{k}]"] = _path_fingerprint(str(path))
+    return found
+
+
+def chain_hashes(source_config: dict, input_fingerprint: Any, stage_configs: list[dict]) -> list[str]:
+    """One hash per stage covering the input data's content fingerprint and every config (with its
+    ``content_fingerprints``) up to it, so a stage's saved output is reused only if nothing upstream of it
+    changed: neither a parameter nor a byte of the input, an eval set, a reference or a model."""
+    digest = hashlib.sha256(json.dumps([source_config, input_fingerprint], sort_keys=True, default=str).encode())
     hashes = []
     for config in stage_configs:
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())

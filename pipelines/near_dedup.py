@@ -272,7 +272,7 @@ def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int
         narrow = narrow.join(scores, "id")
     if not len(ids):
         return pa.table({"id": ids, "keep_id": ids, "cluster": ids}), 0
-    winners = op.choose(narrow)
+    winners = _published_first(op.choose(narrow), narrow) if op.reference else op.choose(narrow)
     decided = narrow.select(["key", "id"]).join(winners, "key")
     keep_ids = decided["keep_id"].to_pylist()
     clusters = decided["key"].to_pylist()
@@ -284,6 +284,20 @@ def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int
     table = pa.table({"id": decided["id"], "keep_id": pa.array(keep_ids, pa.string()),
                       "cluster": pa.array(clusters, pa.string())})
     return table.filter(pa.compute.invert(pa.compute.starts_with(table["id"], REFERENCE_MARK))), of_reference
+
+
+def _published_first(winners: pa.Table, narrow: pa.Table) -> pa.Table:
+    """A cluster holding a reference document keeps that one (the smallest, if several), whatever the scores:
+    it is already published in an earlier dump, so the new copies go. Reference rows carry no score (the
+    score column is read from this stage's input only), so the keep rule alone would let them lose."""
+    marked = narrow.filter(pa.compute.starts_with(narrow["id"], REFERENCE_MARK)).select(["key", "id"])
+    if not marked.num_rows:
+        return winners
+    published = marked.sort_by([("key", "ascending"), ("id", "ascending")]).group_by(
+        "key", use_threads=False).aggregate([("id", "first")])
+    published = pa.table({"key": published["key"], "keep_id": published["id_first"]})
+    others = winners.filter(pa.compute.invert(pa.compute.is_in(winners["key"], value_set=published["key"])))
+    return pa.concat_tables([others, published.cast(others.schema)])
 
 
 def _write_index(buckets, decisions: pa.Table, op: MinHashDedup, index_dir) -> None:

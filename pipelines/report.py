@@ -1,4 +1,4 @@
-"""``distillery report RUN_DIR --html report.html``: everything a run folder holds, gathered into one
+"""``distillery report RUN_DIR --output report.html``: everything a run folder holds, gathered into one
 summary and rendered as a self-contained HTML page (``pipelines.report_html``; inline SVG, no scripts, no
 network).
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from operators.bias import BIAS_COLUMN
 from pipelines.errors import InputError
 from pipelines.io import list_parquet_files
 from pipelines.manifest import MANIFEST, read_json
@@ -86,7 +87,7 @@ def _pipeline(manifest_path: Path) -> dict[str, Any]:
         section["histograms"] = _histograms(frame, schema)
         if all(c in schema.names() for c in SYNTHETIC_COLUMNS):
             section["synthetic"] = _synthetic(frame, schema)
-        if any(name.startswith("bias_") for name in schema.names()):
+        if BIAS_COLUMN in schema.names():  # BiasMeasure's bias_counts
             from pipelines.bias_report import summarise
 
             section["bias"] = summarise(str(output))
@@ -144,7 +145,7 @@ def _synthetic(frame: pl.LazyFrame, schema: pl.Schema) -> dict[str, Any]:
 
 def write_html_report(run_dir: str | Path, html_path: str | Path) -> dict[str, Any]:
     """Build the report of RUN_DIR and write it as one HTML file (atomically); return the report data."""
-    from pipelines.io import write_text_atomic
+    from operators.fileio import write_text_atomic
     from pipelines.report_html import render
 
     report = build_report(run_dir)

@@ -5,6 +5,10 @@
     OUTPUT/_checkpoints/NN-stage/     the output of a global stage that is not last (resume point)
     OUTPUT/_manifest.json             written last: per-stage counts, configs, hashes; versions; times
 
+``--resume`` reuses a stage's saved output only when its hash matches: the input files' content and every
+config up to it, with the content of the files those stages read (pipelines/manifest.py ``chain_hashes``).
+Folders of stages that are not part of this run (another pipeline shape) are removed before it starts.
+
 Map and filter stages stream through ``map_batches`` on Arrow batches (stateful operators in actor
 pools). A dedup stage is the one place the data is materialised: rows get a key, a narrow
 (key, id[, score]) table is grouped to choose the kept id per key, and the rows are joined back to it.
@@ -17,12 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from operators.fileio import staged_folder, write_json_atomic
+from operators.fingerprint import fingerprint_files
 from pipelines.dsl import Pipeline, Stage
 from pipelines.errors import AccountingError, DistilleryError
 from pipelines.execute import GENERATE_COUNTS, Ledger, StageTask, empty_totals
-from pipelines.io import parquet_rows, validate_inputs, write_json_atomic
-from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, library_versions, now, read_json,
-                                read_manifest)
+from pipelines.ids import check_output_ids, id_writer
+from pipelines.io import parquet_rows, validate_inputs
+from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, content_fingerprints, library_versions, now,
+                                read_json, read_manifest)
 from pipelines.near_dedup import frequent_lines, near_dedup_plan
 from pipelines.session import RayOptions, ray_session
 
@@ -147,13 +154,19 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
     # Shuffle partitions for global stages: about one per 128 MB of input, between 2 and 64.
     num_partitions = num_partitions or max(2, min(64, inputs.bytes // (128 * 1024**2)))
     stages = pipeline.planned_stages()
-    hashes = chain_hashes(source.config(), inputs.fingerprint, [stage_config(s) for s in stages])
+    # Keyed by content, not paths: the input files' bytes (not their path, size or mtime) and each stage's
+    # config with the content of the files it reads (eval sets, references, models).
+    input_fingerprint = fingerprint_files(inputs.files)
+    hashes = chain_hashes({"columns": source.config()["columns"]}, input_fingerprint,
+                          [{**stage_config(s), "content": content_fingerprints(s.op)} for s in stages])
     previous_manifest = read_manifest(out) if resume else None
 
     if (previous_manifest and previous_manifest.get("status") == "complete"
             and [s["config_hash"] for s in previous_manifest["stages"]] == hashes):
         records = [{**s, "skipped": True} for s in previous_manifest["stages"]]
-        return _finish(out, pipeline, inputs, records, started_at, started, previous_manifest["ray"], resumed=True)
+        _clear(out, stages, len(stages))  # nothing reruns; only what belongs to no stage of this run goes
+        return _finish(out, pipeline, inputs, records, started_at, started, previous_manifest["ray"], resumed=True,
+                       input_fingerprint=input_fingerprint)
 
     checkpoint = _latest_checkpoint(out, stages, hashes) if resume else None
     start = checkpoint[0] + 1 if checkpoint else 0
@@ -178,6 +191,7 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
             if stages[index].kind == "dedup" and index < len(stages) - 1:
                 ds = _write_checkpoint(ds, out, stages, hashes, index, ledger, start, previous)
         ds.write_parquet(str(staging), compression="zstd")
+        check_output_ids(staging, stage_dirname(blame := id_writer(stages, start, len(stages) - 1), stages[blame]))
         for staged_input in out.glob(f"{INPUT_STAGING}*"):  # the near-dedup stages' inputs, read until here
             shutil.rmtree(staged_input, ignore_errors=True)
         totals = ray.get(ledger.totals.remote())
@@ -185,7 +199,8 @@ def run_pipeline(pipeline: Pipeline, output: str | None = None, address: str | N
     records = _stage_records(stages, hashes, totals, start, previous)
     _commit(staging, out)
     ray_info = {"address": where, "actor_cpu_scale": round(cpu_scale, 3)}
-    return _finish(out, pipeline, inputs, records, started_at, started, ray_info, resumed=bool(checkpoint))
+    return _finish(out, pipeline, inputs, records, started_at, started, ray_info, resumed=bool(checkpoint),
+                   input_fingerprint=input_fingerprint)
 
 
 def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], index: int, ledger, start: int,
@@ -194,22 +209,29 @@ def _write_checkpoint(ds, out: Path, stages: list[Stage], hashes: list[str], ind
     import ray.data
 
     final = out / CHECKPOINTS / stage_dirname(index, stages[index])
-    staging = final.with_name(f".staging-{final.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    ds.write_parquet(str(staging), compression="zstd")
-    records = _stage_records(stages[: index + 1], hashes, ray.get(ledger.totals.remote()), start, previous)
-    write_json_atomic({"config_hash": hashes[index], "stages": records, "finished_at": now()}, staging / SUCCESS)
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    with staged_folder(final) as staging:
+        ds.write_parquet(str(staging), compression="zstd")
+        check_output_ids(staging, stage_dirname(blame := id_writer(stages, start, index), stages[blame]))
+        records = _stage_records(stages[: index + 1], hashes, ray.get(ledger.totals.remote()), start, previous)
+        write_json_atomic({"config_hash": hashes[index], "stages": records, "finished_at": now()}, staging / SUCCESS)
     return ray.data.read_parquet(str(final))
 
 
 def _clear(out: Path, stages: list[Stage], start: int) -> None:
-    """Remove rejects and checkpoints of the stages about to run (earlier ones are being reused)."""
-    for index in range(start, len(stages)):
-        for parent in (REJECTED, CLUSTERS, CHECKPOINTS, LSH_INDEX):
-            shutil.rmtree(out / parent / stage_dirname(index, stages[index]), ignore_errors=True)
-    for leftover in out.glob(".staging-*") if out.exists() else []:
+    """Keep only the rejects, clusters, indexes and checkpoints of the stages being reused (``stages[:start]``):
+    those of the stages about to run go, and so does every ``NN-name`` folder that is no stage of this run
+    (a previous run of another pipeline shape), so inspect, report and ``reference=`` never read them. When
+    anything reruns, the previous manifest goes first: it no longer describes the folder."""
+    if not out.exists():
+        return
+    keep = {stage_dirname(index, stages[index]) for index in range(start)}
+    if start < len(stages):
+        (out / MANIFEST).unlink(missing_ok=True)
+    for parent in (REJECTED, CLUSTERS, CHECKPOINTS, LSH_INDEX):
+        for stage_dir in (out / parent).iterdir() if (out / parent).is_dir() else ():
+            if stage_dir.name not in keep:
+                shutil.rmtree(stage_dir) if stage_dir.is_dir() else stage_dir.unlink()
+    for leftover in out.glob(".staging-*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -225,12 +247,13 @@ def _commit(staging: Path, out: Path) -> None:
 
 
 def _finish(out: Path, pipeline: Pipeline, inputs, records: list[dict], started_at: str, started: float,
-            ray_info: dict, resumed: bool) -> dict[str, Any]:
+            ray_info: dict, resumed: bool, input_fingerprint: str | None = None) -> dict[str, Any]:
     files, rows, size = parquet_rows(out)
     manifest = {
         "pipeline": pipeline.name, "status": "complete", "resumed": resumed,
         "started_at": started_at, "finished_at": now(), "seconds": round(time.perf_counter() - started, 3),
-        "input": {"path": pipeline.source.path, "files": len(inputs.files), "rows": inputs.rows, "bytes": inputs.bytes},
+        "input": {"path": pipeline.source.path, "files": len(inputs.files), "rows": inputs.rows, "bytes": inputs.bytes,
+                  "fingerprint": input_fingerprint},
         "output": {"path": str(out), "files": files, "rows": rows, "bytes": size},
         "accounting": None, "stages": records, "ray": ray_info, "versions": library_versions(),
     }

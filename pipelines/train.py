@@ -12,10 +12,16 @@
 Each run writes ``metrics.jsonl`` (loss overall and per domain), checkpoints (safetensors) and the stream's
 ``adherence.jsonl`` (planned vs realised domain shares). Sizes: ``SIZES["small"]`` runs in minutes on two
 CPU cores; ``SIZES["full"]`` is the same recipe, larger; ``SIZES["test"]`` only checks that it runs.
+
+With ``resume`` a run continues from its checkpoint only when that was written with the same configs and a
+fingerprint of the same data (the streams' Parquet files, the tokenizer, and for long context the dense
+weights it starts from); otherwise it retrains from scratch, so a rerun into the same folder with changed data
+retrains (``resume_run``).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +30,9 @@ import polars as pl
 from curricula.mixture import Temperature, piecewise, temperature_mixture
 from curricula.source import Domain, split_by_source
 from curricula.stream import CurriculumStream
+from operators.fingerprint import dataset_fingerprint, fingerprint
 from pipelines.io import list_parquet_files
+from students.checkpoint import latest_checkpoint, resume_mismatch
 from students.model import ModelConfig
 from students.train import TrainConfig, train
 
@@ -82,17 +90,39 @@ def curated_stream(domains: list[Domain], balanced: dict[str, float], size: Trai
                             document_ids=True, log_every=200, log_path=log_path)
 
 
-def train_student(run_dir: Path, model: ModelConfig, size: TrainingSize, stream, seed: int) -> Path:
+def data_fingerprint(paths: list[str], tokenizer: str, *extra: str) -> str:
+    """The content a student is trained on: its streams' Parquet data and the tokenizer (not their paths)."""
+    parts = [dataset_fingerprint(p)[:16] for p in paths] + [fingerprint(tokenizer)[:16], *extra]
+    return hashlib.sha256("+".join(parts).encode()).hexdigest()[:32]
+
+
+def resume_run(run_dir: Path, model: ModelConfig, cfg: TrainConfig, data_fp: str, resume: bool) -> bool:
+    """Whether to continue ``run_dir``: only when asked, and when its latest checkpoint was written with these
+    configs and this data fingerprint; otherwise the run retrains from scratch (and says why)."""
+    last = latest_checkpoint(run_dir) if resume else None
+    if last is None:
+        return False
+    mismatch = resume_mismatch(last, model.to_dict(), dataclasses.asdict(cfg), data_fp)
+    if mismatch:
+        print(f"{run_dir.name}: retraining from scratch ({mismatch})", flush=True)
+    return mismatch is None
+
+
+def train_student(run_dir: Path, model: ModelConfig, size: TrainingSize, stream, seed: int, data_fp: str,
+                  resume: bool = False) -> Path:
     cfg = TrainConfig(steps=size.steps, lr=size.lr, warmup_steps=max(1, size.steps // 20),
                       checkpoint_every=max(1, size.steps // 3), seed=seed, device="auto", progress=False)
-    train(model, cfg, stream, run_dir)
+    train(model, cfg, stream, run_dir, resume=resume_run(run_dir, model, cfg, data_fp, resume),
+          data_fingerprint=data_fp)
     return run_dir
 
 
 def train_students(curated: str, synthetic: dict[str, str], raw: str, out: Path, size: TrainingSize,
-                   seeds: tuple[int, ...], tokenizer: str) -> list[Path]:
+                   seeds: tuple[int, ...], tokenizer: str, resume: bool = False) -> list[Path]:
     """The experiment's dense students (curated and raw streams, every seed) plus MoE and long-context
     students on the curated stream (first seed). Returns the run folders."""
+    curated_data = data_fingerprint([curated, *synthetic.values()], tokenizer)
+    raw_data = data_fingerprint([raw], tokenizer)
     weights = temperature_mixture(chars_by_source(curated), 2.0).weights
     balanced = {name: w / sum(weights.values()) for name, w in weights.items()}
     curated_domains = split_by_source(curated) + [Domain(name, path) for name, path in synthetic.items()]
@@ -101,22 +131,25 @@ def train_students(curated: str, synthetic: dict[str, str], raw: str, out: Path,
     for seed in seeds:
         run = out / f"dense-curated-seed{seed}"
         stream = curated_stream(curated_domains, balanced, size, seed, tokenizer, run / "adherence.jsonl")
-        runs.append(train_student(run, student_config(size), size, stream, seed))
+        runs.append(train_student(run, student_config(size), size, stream, seed, curated_data, resume))
         run = out / f"dense-raw-seed{seed}"
         stream = raw_stream(raw_domains, raw_sizes, size, seed, tokenizer, run / "adherence.jsonl")
-        runs.append(train_student(run, student_config(size), size, stream, seed))
+        runs.append(train_student(run, student_config(size), size, stream, seed, raw_data, resume))
     seed = seeds[0]
     run = out / f"moe-curated-seed{seed}"
     stream = curated_stream(curated_domains, balanced, size, seed, tokenizer, run / "adherence.jsonl")
-    runs.append(train_student(run, student_config(size, "moe"), size, stream, seed))
+    runs.append(train_student(run, student_config(size, "moe"), size, stream, seed, curated_data, resume))
     runs.append(extend_context(out / f"dense-curated-seed{seed}", out / f"long_context-curated-seed{seed}",
-                               curated_domains, balanced, size, seed, tokenizer))
+                               curated_domains, balanced, size, seed, tokenizer, curated_data, resume))
     return runs
 
 
 def extend_context(source: Path, run: Path, domains: list[Domain], balanced: dict[str, float], size: TrainingSize,
-                   seed: int, tokenizer: str) -> Path:
+                   seed: int, tokenizer: str, curated_data: str | None = None, resume: bool = False) -> Path:
+    """The long-context student: ``source``'s weights fine-tuned at ``long_context_factor`` x the context. Its
+    data fingerprint covers the curated data and the dense weights it starts from (a retrained source retrains it)."""
     from students import longctx
+    from students.checkpoint import read_state
 
     long_len = size.seq_len * size.long_context_factor
     short = dataclasses.replace(size, batch_size=max(1, size.batch_size // size.long_context_factor),
@@ -124,5 +157,12 @@ def extend_context(source: Path, run: Path, domains: list[Domain], balanced: dic
     stream = curated_stream(domains, balanced, short, seed, tokenizer, run / "adherence.jsonl", seq_len=long_len)
     cfg = TrainConfig(steps=short.steps, lr=size.lr / 3, warmup_steps=1, checkpoint_every=short.steps, seed=seed,
                       progress=False)
-    longctx.extend_context(source, run, stream, long_len, cfg, scaling="yarn")
+    start = latest_checkpoint(source)
+    data_fp = None
+    if start is not None:  # (without one, extend_context says so)
+        data_fp = data_fingerprint([], tokenizer, curated_data or "", fingerprint(start / "model.safetensors"))
+        model = longctx.extended_config(ModelConfig.from_dict(read_state(start)["model"]), long_len, "yarn")
+        resume = resume_run(run, model, cfg, data_fp, resume)
+    longctx.extend_context(source, run, stream, long_len, cfg, scaling="yarn", resume=resume and start is not None,
+                           data_fingerprint=data_fp)
     return run

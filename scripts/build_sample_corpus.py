@@ -18,7 +18,6 @@ import os
 import random
 import re
 import subprocess
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from operators.fileio import atomic_path, write_text_atomic
 
 SEED = 1234
 MAX_CHARS = 20_000  # longer documents are split into consecutive chunks of at most this size
@@ -237,22 +238,18 @@ def write_sources(out: Path, domains: dict[str, list[Doc]], pkgs: dict[str, str]
         counts = Counter(d.package for d in items)
         lines += [f"| {p} | {pkgs.get(p, '?')} | {n} | {licence_summary(p).replace('|', '/')} |"
                   for p, n in sorted(counts.items())]
-    (out.parent / ".SOURCES.md.tmp").write_text("\n".join(lines) + "\n")
-    os.replace(out.parent / ".SOURCES.md.tmp", out.parent / "SOURCES.md")
+    write_text_atomic(out.parent / "SOURCES.md", "\n".join(lines) + "\n")
 
 
 def write_parquet(out: Path, rows: list[Doc], num_files: int) -> None:
-    """Write part files to a temp dir, then os.replace them in and drop stale parts."""
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))
+    """Write each part file atomically (operators.fileio), then drop stale parts."""
     names = [f"part-{i:05d}.parquet" for i in range(num_files)]
     for i, name in enumerate(names):
         part = rows[i::num_files]
         table = pa.table({"id": [d.id for d in part], "text": [d.text for d in part],
                           "source": [d.source for d in part]})
-        pq.write_table(table, tmp_dir / name, compression="zstd")
-    for name in names:
-        os.replace(tmp_dir / name, out / name)
-    tmp_dir.rmdir()
+        with atomic_path(out / name) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     for stale in set(out.glob("part-*.parquet")) - {out / name for name in names}:
         stale.unlink()
 

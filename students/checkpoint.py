@@ -8,6 +8,9 @@ A checkpoint is a folder ``<run>/checkpoints/step-NNNNNNN/`` holding
     state.json             step, model and training configs, optimizer param groups, the stream's
                            state_dict, Python and NumPy RNG states, the metrics at that step
 
+``state.json`` also records the fingerprint of the training data (``data_fingerprint``): ``resume_mismatch``
+says why a checkpoint cannot be continued (another config, other data), so a resume never mixes two runs.
+
 It is written under a temporary name and renamed, then ``<run>/checkpoints/latest`` is replaced atomically
 to name it, so a killed run always leaves the previous complete checkpoint as ``latest``. Loading uses
 ``safetensors`` only: nothing in a checkpoint can execute code (``torch.load`` is never called).
@@ -15,12 +18,8 @@ to name it, so a killed run always leaves the previous complete checkpoint as ``
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +27,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from students.errors import ConfigError
 
-@contextmanager
-def staged_folder(final: Path) -> Iterator[Path]:
-    """A temporary folder beside ``final`` to fill; on success it replaces ``final`` in one rename, on any
-    error it is removed, so a killed run never leaves a half folder under the final name."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        yield staging
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from operators.fileio import staged_folder, write_text_atomic
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -104,7 +84,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, opti
         save_file(rng_tensors, str(staging / "rng.safetensors"))
         state = {"step": step, "param_groups": groups, "stream": stream_state, "rng": rng_json, **extra}
         (staging / "state.json").write_text(json.dumps(state, indent=1))
-    _atomic_write_text(root / "latest", final.name + "\n")
+    write_text_atomic(root / "latest", final.name + "\n")
     return final
 
 
@@ -118,6 +98,44 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def read_state(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / "state.json").read_text())
+
+
+# Training fields that do not change what a run computes: a resumed run may set them differently.
+RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "device", "compile")
+
+
+def resume_mismatch(folder: str | Path, model: dict[str, Any], train: dict[str, Any],
+                    data_fingerprint: str | None) -> str | None:
+    """Why checkpoint ``folder`` cannot be continued with these model and training configs and this data
+    (``operators.fingerprint``), or None when it can. Each difference is named (``train.lr 0.001 -> 0.002``);
+    a ``data_fingerprint`` of None skips the data check (a caller that cannot fingerprint its stream)."""
+    state = read_state(folder)
+    differences = []
+    for section, now, free in (("model", model, ()), ("train", train, RESUME_FREE_FIELDS)):
+        saved, now = state.get(section) or {}, json.loads(json.dumps(now))
+        for name in sorted(set(saved) | set(now)):
+            if name not in free and saved.get(name) != now.get(name):
+                differences.append(f"{section}.{name} {saved.get(name)!r} -> {now.get(name)!r}")
+    if data_fingerprint is not None and state.get("data_fingerprint") != data_fingerprint:
+        differences.append(f"the data changed (fingerprint {state.get('data_fingerprint')} -> {data_fingerprint})")
+    return "; ".join(differences) or None
+
+
+def resumable_checkpoint(run_dir: str | Path, model: dict[str, Any], train: dict[str, Any],
+                         data_fingerprint: str | None) -> Path | None:
+    """The run's latest checkpoint to resume from (None: there is none), or ``ConfigError`` naming the run, the
+    checkpoint and every difference when it was written with other configs or data."""
+    last = latest_checkpoint(run_dir)
+    mismatch = resume_mismatch(last, model, train, data_fingerprint) if last is not None else None
+    if mismatch:
+        raise ConfigError(f"{run_dir}: cannot resume from checkpoint {last.name}: {mismatch}; "
+                          f"train without --resume to start over")
+    return last
+
+
+def clear_checkpoints(run_dir: str | Path) -> None:
+    """A fresh start: remove a run's checkpoints, so none of an earlier run is ever resumed or reported."""
+    shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
 
 
 def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,

@@ -1,11 +1,11 @@
 """``distillery students train | eval | export``. Kept light: torch and the students' modules are imported
 inside the handlers, so ``distillery --help`` stays fast.
 
-    distillery students train --data tokens.parquet --out runs/s1 --set model.d_model=128 --steps 200
-    distillery students train --data long.parquet --out runs/s1-long --extend-from runs/s1 --seq-len 1024 \
+    distillery students train --data tokens.parquet --output runs/s1 --set model.d_model=128 --steps 200
+    distillery students train --data long.parquet --output runs/s1-long --extend-from runs/s1 --seq-len 1024 \
         --rope-scaling yarn
     distillery students eval runs/s1 runs/s1-long --data heldout.parquet --passkey-lengths 256,512 --throughput
-    distillery students export runs/s1 --out exports/s1
+    distillery students export runs/s1 --output exports/s1
 """
 from __future__ import annotations
 
@@ -13,9 +13,24 @@ import argparse
 import json
 from pathlib import Path
 
+from curricula.errors import CurriculumConfigError
+from operators.tokenizer import TokenizerError, read_tokenizer
 from students.errors import ConfigError, TrainingDiverged
 
-USER_ERRORS = (ConfigError, TrainingDiverged)
+USER_ERRORS = (ConfigError, CurriculumConfigError, TokenizerError, TrainingDiverged)
+# The fields ``--set`` takes (students/model.py ModelConfig, students/train.py TrainConfig, the data keys of
+# ``_train``); a test checks these names against the dataclasses.
+SET_FIELDS = {
+    "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden", "vocab_size", "rope_theta", "alibi",
+              "tie_embeddings", "n_experts", "top_k", "capacity_factor", "aux_loss_coef"),
+    "train": ("steps", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_fraction", "weight_decay",
+              "grad_clip", "grad_accum", "checkpoint_every", "seed", "device", "compile"),
+    "data": ("path", "batch_size", "seq_len", "seed"),
+}
+SET_HELP = ("override a config field: SECTION.FIELD=VALUE, VALUE read as JSON else as a string; "
+            + "; ".join(f"{section}.{{{','.join(fields)}{',...' if section != 'data' else ''}}}"
+                        for section, fields in SET_FIELDS.items())
+            + " (all fields of ModelConfig and TrainConfig), e.g. model.n_experts=8 or train.schedule=wsd (repeatable)")
 
 
 def add_commands(commands) -> None:
@@ -25,10 +40,10 @@ def add_commands(commands) -> None:
     train = actions.add_parser("train", help="train a dense or MoE student on a token stream")
     train.add_argument("--data", help="Parquet of documents: input_ids (list<int>) or text, + domain/source")
     train.add_argument("--distill", help="Parquet of teacher distillation records (students/distill.py)")
-    train.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl, config.json)")
+    train.add_argument("-o", "--output", required=True, help="run folder (checkpoints, metrics.jsonl, config.json)")
     train.add_argument("--config", help="JSON or YAML file with sections model, train, data")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                       help="override a field, e.g. model.n_experts=8 or train.schedule=wsd (repeatable)")
+                       help=SET_HELP)
     train.add_argument("--steps", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--batch-size", type=int)
@@ -36,7 +51,9 @@ def add_commands(commands) -> None:
     train.add_argument("--workers", type=int, default=1, help="Ray Train DDP workers (each reads its own shard)")
     train.add_argument("--extend-from", help="a trained run whose context to extend to --seq-len")
     train.add_argument("--rope-scaling", default="linear", choices=["linear", "ntk", "yarn"])
-    train.add_argument("--no-resume", action="store_true", help="start over even if the run has a checkpoint")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the run's latest checkpoint (its configs and data fingerprint must match; "
+                            "without --resume the run starts over), as for pipelines")
     train.set_defaults(handler=_train)
 
     ev = actions.add_parser("eval", help="held-out perplexity per domain, passkey, MoE balance, tokens/s, MFU")
@@ -51,12 +68,13 @@ def add_commands(commands) -> None:
     ev.add_argument("--throughput", action="store_true", help="measure training tokens/s and MFU")
     ev.add_argument("--peak-tflops", type=float, help="device peak for MFU (known GPUs are detected)")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--json", help="also write the results as JSON here")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    ev.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON to FILE")
     ev.set_defaults(handler=_eval)
 
     ex = actions.add_parser("export", help="write a run as a Hugging Face Llama/Mixtral folder")
     ex.add_argument("run")
-    ex.add_argument("--out", required=True)
+    ex.add_argument("-o", "--output", required=True, help="the Hugging Face folder to write")
     ex.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ex.add_argument("--tokenizer", help="tokenizer folder (default: the prepared SmolLM2 folder)")
     ex.set_defaults(handler=_export)
@@ -113,19 +131,37 @@ def _train(args: argparse.Namespace) -> int:
         stream = ParquetTokenStream(args.data or data["path"], batch_size, seq_len, seed=data.get("seed", 0))
     else:
         raise ConfigError("data: give --data (token or text Parquet) or --distill (teacher records)")
+    resume = {"resume": args.resume, "data_fingerprint": _data_fingerprint(args.distill or args.data or data["path"],
+                                                                            batch_size, seq_len, data.get("seed", 0),
+                                                                            args.extend_from)}
     if args.extend_from:
         from students.longctx import extend_context
-        result = extend_context(args.extend_from, args.out, stream, seq_len, train_cfg, args.rope_scaling)
+        result = extend_context(args.extend_from, args.output, stream, seq_len, train_cfg, args.rope_scaling, **resume)
     elif args.workers > 1:
         from students.distributed import train_distributed
         result = train_distributed(ModelConfig.from_dict(model_values), train_cfg, args.data or data["path"],
-                                   args.out, workers=args.workers, batch_size=batch_size, seq_len=seq_len)
+                                   args.output, workers=args.workers, batch_size=batch_size, seq_len=seq_len, **resume)
     else:
         from students.train import train
-        result = train(ModelConfig.from_dict(model_values), train_cfg, stream, args.out, resume=not args.no_resume)
-    print(f"{args.out}: {result.step} steps, last loss {result.losses[-1] if result.losses else float('nan'):.4f}, "
+        result = train(ModelConfig.from_dict(model_values), train_cfg, stream, args.output, **resume)
+    print(f"{args.output}: {result.step} steps, last loss {result.losses[-1] if result.losses else float('nan'):.4f}, "
           f"checkpoint {result.last_checkpoint}")
     return 0
+
+
+def _data_fingerprint(path: str, batch_size: int, seq_len: int, seed: int, extend_from: str | None) -> str:
+    """What a resumed run must have been trained on: the data's content (not its path), the batch layout and,
+    for a context extension, the weights it started from."""
+    from operators.fingerprint import dataset_fingerprint, fingerprint
+    from students.checkpoint import latest_checkpoint
+
+    if not Path(path).exists():
+        raise ConfigError(f"data: {path}: no such file or directory")
+    parts = [dataset_fingerprint(path), f"batch{batch_size}", f"seq{seq_len}", f"seed{seed}"]
+    source = latest_checkpoint(extend_from) if extend_from else None
+    if source is not None:
+        parts.append(fingerprint(source / "model.safetensors")[:16])
+    return "-".join(parts)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -139,8 +175,7 @@ def _eval(args: argparse.Namespace) -> int:
     passkey = None
     if args.passkey_lengths:
         from teachers.smollm2 import smollm2_dir
-        from tokenizers import Tokenizer
-        tok = Tokenizer.from_file(str(smollm2_dir() / "tokenizer.json"))
+        tok = read_tokenizer(smollm2_dir())
         passkey = {"encode": lambda s: tok.encode(s, add_special_tokens=False).ids,
                    "lengths": [int(x) for x in args.passkey_lengths.split(",")],
                    "depths": [float(x) for x in args.passkey_depths.split(",")], "trials": args.passkey_trials}
@@ -156,9 +191,9 @@ def _eval(args: argparse.Namespace) -> int:
         throughput = ({"batch_size": args.batch_size, "seq_len": args.seq_len, "peak_tflops": args.peak_tflops}
                       if args.throughput else None)
         rows.append(evaluate_model(model, batches, name=Path(run).name, passkey=passkey, throughput=throughput))
-    print(comparison_table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(json.dumps(rows, indent=1) if args.json else comparison_table(rows))
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=1))
     return 0
 
 
@@ -167,6 +202,6 @@ def _export(args: argparse.Namespace) -> int:
     from students.export import export_hf
 
     model = load_run(args.run)
-    out = export_hf(model, args.out, tokenizer_dir=args.tokenizer, dtype=args.dtype)
+    out = export_hf(model, args.output, tokenizer_dir=args.tokenizer, dtype=args.dtype)
     print(f"{out}: {'MixtralForCausalLM' if model.cfg.is_moe else 'LlamaForCausalLM'} + safetensors + tokenizer")
     return 0

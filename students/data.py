@@ -3,7 +3,7 @@
 ``ParquetTokenStream`` reads a Parquet file or folder of documents, either already tokenised (column
 ``input_ids``: list<int>) or as text (column ``text``, tokenised with SmolLM2's tokenizer), with the domain
 in ``domain`` or ``source``. Each domain's documents are joined with an end-of-text token and cut into
-windows of seq_len + 1 tokens; windows are shuffled per epoch with a fixed seed and grouped into batches.
+windows of seq_len + 1 tokens (``curricula.packing.pack_windows``); windows are shuffled per epoch with a fixed seed and grouped into batches.
 It implements ``curricula.batch.TokenStream``: ``state_dict`` records (epoch, batch index), so a restored
 stream yields exactly the batches the uninterrupted one would. ``shard(rank, world)`` gives worker ``rank``
 every world-th batch, which is how distributed workers read disjoint parts of the stream.
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curricula.batch import TokenBatch
+from curricula.packing import pack_windows
 from students.model import ConfigError
 
 END_OF_TEXT = 0  # SmolLM2's <|endoftext|>
@@ -27,12 +28,12 @@ END_OF_TEXT = 0  # SmolLM2's <|endoftext|>
 
 def tokenize_texts(texts: list[str], tokenizer_dir: str | Path | None = None) -> list[list[int]]:
     """SmolLM2's tokenizer (the students' shared vocabulary) over ``texts``."""
-    from tokenizers import Tokenizer
+    from operators.tokenizer import read_tokenizer
 
     if tokenizer_dir is None:
         from teachers.smollm2 import smollm2_dir
         tokenizer_dir = smollm2_dir()
-    tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+    tokenizer = read_tokenizer(tokenizer_dir)
     return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
@@ -63,29 +64,6 @@ def write_token_parquet(path: str | Path, documents: list[list[int]], domains: l
     return path
 
 
-def pack_windows(documents: list[list[int]], domains: list[str], seq_len: int
-                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Windows [N, seq_len + 1] of tokens, their document ids [N, seq_len + 1], and their domains."""
-    windows, doc_ids, window_domains = [], [], []
-    for domain in sorted(set(domains)):
-        tokens, owners = [], []
-        for k, (doc, d) in enumerate(zip(documents, domains)):
-            if d == domain and doc:
-                tokens.extend(list(doc) + [END_OF_TEXT])
-                owners.extend([k] * (len(doc) + 1))
-        n = len(tokens) // (seq_len + 1)
-        if n == 0:
-            continue
-        t = np.asarray(tokens[: n * (seq_len + 1)], dtype=np.int64).reshape(n, seq_len + 1)
-        o = np.asarray(owners[: n * (seq_len + 1)], dtype=np.int64).reshape(n, seq_len + 1)
-        windows.append(t)
-        doc_ids.append(o - o[:, :1])  # 0, 1, ... within each window
-        window_domains += [domain] * n
-    if not windows:
-        raise ConfigError(f"data: fewer than seq_len + 1 = {seq_len + 1} tokens in every domain")
-    return np.concatenate(windows), np.concatenate(doc_ids).astype(np.int32), window_domains
-
-
 class ParquetTokenStream:
     def __init__(self, path: str | Path | None = None, batch_size: int = 8, seq_len: int = 256, seed: int = 0,
                  loop: bool = True, rank: int = 0, world: int = 1, documents: tuple | None = None,
@@ -95,7 +73,7 @@ class ParquetTokenStream:
         if seq_len < 1:
             raise ConfigError(f"seq_len must be >= 1, not {seq_len}")
         docs, domains = documents if documents is not None else read_documents(path, tokenizer_dir)
-        self.windows, self.doc_ids, self.domains = pack_windows(docs, domains, seq_len)
+        self.windows, self.doc_ids, self.domains = pack_windows(docs, domains, seq_len, END_OF_TEXT)
         if len(self.windows) < batch_size * world:
             raise ConfigError(f"batch_size: {len(self.windows)} windows of {seq_len + 1} tokens cannot fill "
                               f"{world} worker(s) x batch_size {batch_size}")

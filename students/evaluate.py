@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 
 from curricula.batch import TokenBatch
 from students.checkpoint import latest_checkpoint, load_checkpoint, read_state
@@ -56,7 +55,11 @@ def peak_flops(device: torch.device, peak_tflops: float | None = None) -> float 
 
 @torch.no_grad()
 def heldout(model: Student, batches: Iterable[TokenBatch]) -> dict:
-    """Per-domain and overall perplexity, plus MoE expert loads (counts and coefficient of variation)."""
+    """Per-domain and overall perplexity, plus MoE expert loads (counts and coefficient of variation).
+
+    Each batch goes through the model exactly as the training loop sends it (students/train.py): its labels
+    and its ``document_ids`` (per-document attention masks in packed windows), so the loss of a batch here
+    is the training loss of the same batch."""
     device = next(model.parameters()).device
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -64,9 +67,9 @@ def heldout(model: Student, batches: Iterable[TokenBatch]) -> dict:
     for batch in batches:
         ids = torch.as_tensor(batch.input_ids, device=device)
         labels = torch.as_tensor(batch.labels, device=device)
-        out = model(ids)
-        ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.size(-1)), labels.reshape(-1),
-                             ignore_index=-100, reduction="none").view(labels.shape)
+        docs = None if batch.document_ids is None else torch.as_tensor(batch.document_ids, device=device)
+        out = model(ids, labels=labels, document_ids=docs)
+        ce = out.token_loss.float()  # 0 where the label is -100
         valid = labels != -100
         for domain, s, n in zip(batch.domains, (ce * valid).sum(1).tolist(), valid.sum(1).tolist()):
             sums[domain] = sums.get(domain, 0.0) + s

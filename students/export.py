@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from students.checkpoint import staged_folder
+from operators.fileio import staged_folder
 from students.model import ConfigError, ModelConfig, Student
 from students.rope import ntk_theta
 

@@ -110,8 +110,10 @@ def extended_config(cfg: ModelConfig, max_seq_len: int, scaling: str = "linear",
 
 
 def extend_context(source_run: str | Path, run_dir: str | Path, stream, max_seq_len: int, train_cfg,
-                   scaling: str = "linear", factor: float | None = None):
-    """Fine-tune ``source_run``'s latest checkpoint at ``max_seq_len`` with RoPE scaling; returns TrainResult."""
+                   scaling: str = "linear", factor: float | None = None, resume: bool = False,
+                   data_fingerprint: str | None = None):
+    """Fine-tune ``source_run``'s latest checkpoint at ``max_seq_len`` with RoPE scaling; returns TrainResult.
+    ``resume`` and ``data_fingerprint``: as for ``students.train.train``."""
     from students.checkpoint import read_state
     from students.train import train
 
@@ -121,4 +123,4 @@ def extend_context(source_run: str | Path, run_dir: str | Path, stream, max_seq_
     cfg = extended_config(ModelConfig.from_dict(read_state(checkpoint)["model"]), max_seq_len, scaling, factor)
     model = Student(cfg)
     load_checkpoint(checkpoint, model, restore_rng=False)
-    return train(cfg, train_cfg, stream, run_dir, model=model)
+    return train(cfg, train_cfg, stream, run_dir, model=model, resume=resume, data_fingerprint=data_fingerprint)

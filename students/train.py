@@ -7,7 +7,10 @@ Batches whose ``meta`` carries the teacher's ``topk_ids``/``topk_logprobs`` add 
 (students/distill.py). MoE models add their auxiliary losses and log per-expert loads.
 
 Every ``checkpoint_every`` steps (and at the end) a checkpoint is written (students/checkpoint.py); with
-``resume=True`` a run continues from its latest checkpoint and reproduces the uninterrupted loss curve. Each
+``resume=True`` (the CLI's ``--resume``, as for pipelines) a run continues from its latest checkpoint and
+reproduces the uninterrupted loss curve, but only when the checkpoint's model and training configs and data
+fingerprint equal this call's: otherwise ``ConfigError`` names what differs. Without it a run starts over and
+removes the folder's old checkpoints. Each
 step appends one JSON line to ``<run>/metrics.jsonl``. A NaN or infinite loss stops the run before the
 optimizer applies it, raising ``TrainingDiverged`` naming the step and the last good checkpoint.
 """
@@ -25,7 +28,8 @@ import numpy as np
 import torch
 
 from curricula.batch import FeedbackStream, TokenStream
-from students.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from students.checkpoint import (clear_checkpoints, latest_checkpoint, load_checkpoint, resumable_checkpoint,
+                                 save_checkpoint)
 from students.distill import distill_loss
 from students.errors import ConfigError, TrainingDiverged
 from students.model import ModelConfig, Student
@@ -124,12 +128,15 @@ class TrainResult:
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir: str | Path,
-          resume: bool = True, init_from: str | Path | None = None, model: Student | None = None) -> TrainResult:
+          resume: bool = False, init_from: str | Path | None = None, model: Student | None = None,
+          data_fingerprint: str | None = None) -> TrainResult:
     """Train a student on ``stream`` for ``cfg.steps`` optimizer steps, writing to ``run_dir``.
 
-    ``init_from`` starts from another run's checkpoint weights (e.g. a context-extension fine-tune); ``model``
-    passes an already built model (its config must be ``model_cfg``). Inside a torch.distributed group, the
-    model is wrapped in DDP and only rank 0 writes metrics and checkpoints.
+    ``resume``: continue from the run's latest checkpoint if it has one, which must have been written with the
+    same configs and ``data_fingerprint`` (``operators.fingerprint`` of the data; saved in every checkpoint);
+    False: start over. ``init_from`` starts from another run's checkpoint weights (e.g. a context-extension
+    fine-tune); ``model`` passes an already built model (its config must be ``model_cfg``). Inside a
+    torch.distributed group, the model is wrapped in DDP and only rank 0 writes metrics and checkpoints.
     """
     run_dir = Path(run_dir)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -142,14 +149,17 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
     start, last = 0, None
     if init_from is not None:
         load_checkpoint(init_from, model, restore_rng=False)
-    if resume and (last := latest_checkpoint(run_dir)) is not None:
+    if resume and (last := resumable_checkpoint(run_dir, model_cfg.to_dict(), asdict(cfg), data_fingerprint)):
         state = load_checkpoint(last, model, optimizer)
         saved = state["stream"]
         stream.load_state_dict(saved["per_rank"][rank] if isinstance(saved, dict) and "per_rank" in saved else saved)
         start = state["step"]
     if rank == 0:
+        if start == 0:
+            clear_checkpoints(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg)}, indent=1))
+        (run_dir / "config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg),
+                                                         "data_fingerprint": data_fingerprint}, indent=1))
         _truncate_metrics(run_dir / "metrics.jsonl", start)
     compute = model
     if distributed:
@@ -195,10 +205,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                 if out.aux_loss is not None:
                     loss = loss + out.aux_loss
                     counts = out.expert_counts if counts is None else counts + out.expert_counts
-                if not torch.isfinite(loss):
-                    where = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
-                    raise TrainingDiverged(f"step {step}: loss is {float(loss)}; training stopped before "
-                                           f"applying it ({where})")
+                bad_ranks = _nonfinite_ranks(loss, distributed, device)
+                if bad_ranks:  # in a DDP group every rank learns of it here and stops, so none waits in backward
+                    good = latest_checkpoint(run_dir) if distributed else last  # rank 0 writes; all see it
+                    where = f"last good checkpoint: {good}" if good else "no checkpoint was written yet"
+                    ranks = ", ".join(map(str, bad_ranks))
+                    whose = f"loss is {float(loss)}" if not distributed else \
+                        f"loss is non-finite on rank(s) {ranks} (this rank {rank}: {float(loss)})"
+                    raise TrainingDiverged(f"step {step}: {whose}; training stopped before applying it ({where})")
                 (loss / cfg.grad_accum).backward()
             step_loss += ce.item() / cfg.grad_accum
             tokens += int(valid.sum())
@@ -246,10 +260,23 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                 progress.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tokens / seconds:,.0f}")
             if saving:
                 last = save_checkpoint(run_dir, step + 1, model, optimizer, stream_state,
-                                       {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record})
+                                       {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record,
+                                        "data_fingerprint": data_fingerprint})
     if progress is not None:
         progress.close()
     return TrainResult(run_dir, cfg.steps, losses, last, model)
+
+
+def _nonfinite_ranks(loss: torch.Tensor, distributed: bool, device: torch.device) -> list[int]:
+    """The ranks whose loss is NaN or infinite. In a DDP group this is one all-reduce every micro-step, before
+    backward: a rank that stopped alone would leave the others waiting in DDP's gradient all-reduce."""
+    finite = bool(torch.isfinite(loss.detach()).all())
+    if not distributed:
+        return [] if finite else [0]
+    flags = torch.zeros(torch.distributed.get_world_size(), device=device)
+    flags[torch.distributed.get_rank()] = 0.0 if finite else 1.0
+    torch.distributed.all_reduce(flags)
+    return [r for r, bad in enumerate(flags.tolist()) if bad]
 
 
 def _all_mean(value: float, device: torch.device) -> float:

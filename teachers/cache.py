@@ -1,7 +1,10 @@
 """The response cache: what a teacher answered, keyed by everything that determines the answer.
 
 The key is a hash of the model and its revision, the task, the prompt template version, the rendered prompt,
-the sampling parameters and the seed (part of the sampling parameters). One JSON file per response, written
+the sampling parameters and the seed (part of the sampling parameters). For a local model folder the revision
+is a fingerprint of the folder's bytes (``Teacher.resolved_revision``), never its name or file sizes; any
+further identity fields an engine reports (an HTTP server's served model id, its fingerprint) are part of the
+key too. One JSON file per response, written
 atomically (temporary name, then rename) under ``ROOT/ab/abcdef....json``: a killed run leaves whole entries
 only, several actors (or machines on shared storage) may write at once, and a rerun asks the engine only for
 the prompts whose entry is missing. Failed responses are not cached (a later run retries them).
@@ -11,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from operators.fileio import write_json_atomic
 from teachers.engines import Response
 
 
@@ -24,8 +27,10 @@ def default_cache_dir() -> str:
 
 def cache_key(identity: dict[str, str], task: str, template_version: str, prompt: Any,
               sampling: dict[str, Any]) -> str:
+    extra = {k: v for k, v in identity.items() if k not in ("model", "revision")}
     material = json.dumps({"model": identity["model"], "revision": identity["revision"], "task": task,
-                           "template_version": template_version, "prompt": prompt, "sampling": sampling},
+                           "template_version": template_version, "prompt": prompt, "sampling": sampling,
+                           **({"identity": extra} if extra else {})},
                           sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
@@ -52,13 +57,4 @@ class ResponseCache:
     def put(self, key: str, response: Response, generated_at: str) -> None:
         if response.error is not None:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"generated_at": generated_at, "response": response.to_json()}, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic({"generated_at": generated_at, "response": response.to_json()}, self._path(key), indent=None)

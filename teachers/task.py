@@ -5,13 +5,14 @@ turns answers into rows or rejects with reasons.
                         actor-pool path; replicas, CPUs and GPUs per replica come from ``Teacher``). ``ask``
                         renders nothing itself: it takes rendered prompts, looks each up in the cache and sends
                         only the missing ones to the engine.
-* ``GenerationTask``  — a ``TeacherOp`` whose output rows are synthetic: a new ``id`` (``TASK:SOURCE_ID``, then
-                        ``TASK:SOURCE_ID:K`` for a source's K-th further item), the generated ``text``, the
-                        source's text in ``source_text`` and the provenance columns (teacher, revision, task,
-                        template version, sampling, seed, source ids, time). A ``generate`` stage: each source
-                        row gives one or more rows (``run`` returns a result or a list of results per row, e.g.
-                        one per sample when ``sampling.n > 1``), each kept or rejected with a reason; the
-                        ``_source`` column tells the runner which source row each came from.
+* ``GenerationTask``  — a ``TeacherOp`` whose output rows are synthetic: a new ``id`` (``generated_id``:
+                        ``TASK:SOURCE_ID``, then ``TASK:SOURCE_ID:K`` for a source's K-th further item, with
+                        ``%`` and ``:`` inside the parts escaped so that no two items share an id), the generated
+                        ``text``, the source's text in ``source_text`` and the provenance columns (teacher,
+                        revision, task, template version, sampling, seed, source ids, time). A ``generate``
+                        stage: each source row gives one or more rows (``run`` returns a result or a list of
+                        results per row, e.g. one per sample when ``sampling.n > 1``), each kept or rejected with
+                        a reason; the ``_source`` column tells the runner which source row each came from.
 * ``Reject``          — raised by a task's parsing code; becomes the row's ``_reason`` / ``_detail``.
 """
 from __future__ import annotations
@@ -160,7 +161,7 @@ class TeacherOp(Filter):
     def attach(self, engine: Engine) -> TeacherOp:
         """Use an already built engine (tests share one across operators); returns self."""
         object.__setattr__(self, "_engine", engine)
-        object.__setattr__(self, "_identity", self.teacher.identity())
+        object.__setattr__(self, "_identity", engine.identity())
         object.__setattr__(self, "_cache", ResponseCache(self.cache_dir) if self.cache_dir else None)
         return self
 
@@ -248,7 +249,7 @@ class GenerationTask(TeacherOp):
         outputs = [r for _, _, r in items]
         reserved = {"id", "text", "source_text", SOURCE, *self.columns, *PROVENANCE}
         data: dict[str, pa.Array] = {
-            "id": pa.array([f"{self.task}:{rows[i]['id']}" + (f":{k}" if k else "") for i, k, _ in items], pa.string()),
+            "id": pa.array([generated_id(self.task, rows[i]["id"], k) for i, k, _ in items], pa.string()),
             "text": pa.array([None if isinstance(r, Reject) else r["text"] for r in outputs], pa.string())}
         for name in batch.column_names:
             if name not in reserved:
@@ -264,6 +265,17 @@ class GenerationTask(TeacherOp):
             data[name] = pa.array([p[name] for p in prov], kind)
         data[SOURCE] = pa.array([str(rows[i]["id"]) for i, _, _ in items], pa.string())
         return _annotate(pa.table(data), outputs)
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def generated_id(task: str, source_id: Any, k: int = 0) -> str:
+    """``TASK:SOURCE_ID`` for a source row's first item, ``TASK:SOURCE_ID:K`` for its K-th further one. With ``%``
+    and ``:`` escaped inside the parts, the id splits back into (task, source id, K) one way only: task ``t``,
+    source ``a``, item 1 (``t:a:1``) and source ``a:1``, item 0 (``t:a%3A1``) differ."""
+    return f"{_escape(task)}:{_escape(str(source_id))}" + (f":{k}" if k else "")
 
 
 def pick(key: str, seed: int, n: int) -> int:

@@ -27,8 +27,19 @@ def table(texts: list[str | None]) -> pa.Table:
     return pa.table({"id": [f"d{i}" for i in range(len(texts))], "text": pa.array(texts, pa.string())})
 
 
-def column(out: pa.Table, name: str) -> list[int]:
+def column(out: pa.Table, name: str) -> list:
     return out[name].to_pylist()
+
+
+def counts_of(out: pa.Table, name: str) -> list[int]:
+    """One field of BiasMeasure's ``bias_counts`` struct column."""
+    return pa.compute.struct_field(out["bias_counts"], name).to_pylist()
+
+
+def counts_table(ids: list[str], **fields) -> pa.Table:
+    """A batch as BiasMeasure leaves it: ``bias_counts`` with the given int32 fields."""
+    struct = pa.StructArray.from_arrays([pa.array(v, pa.int32()) for v in fields.values()], names=list(fields))
+    return pa.table({"id": ids, "text": ["x"] * len(ids), "bias_counts": struct})
 
 
 # -- measurement ---------------------------------------------------------------------------------------------
@@ -38,13 +49,13 @@ def test_counts_respect_word_boundaries_and_multi_word_terms():
         "Old people and old-people, Elderly folk; young\npeople and teenagers; teens.",
         "Nothing here: shell, herb, mend, menu, women's, Women.",
         None, ""]))
-    assert column(out, "bias_gender_male") == [2, 0, 0, 0, 0]
-    assert column(out, "bias_gender_female") == [1, 0, 2, 0, 0]
-    assert column(out, "bias_age_old") == [0, 3, 0, 0, 0]
-    assert column(out, "bias_age_young") == [0, 3, 0, 0, 0]  # "young\npeople", teen* stems
-    assert out.column_names == ["id", "text", "bias_gender_female", "bias_gender_male", "bias_age_old",
-                                "bias_age_young"]
-    assert out.schema.field("bias_gender_female").type == pa.int32()
+    assert counts_of(out, "gender_male") == [2, 0, 0, 0, 0]
+    assert counts_of(out, "gender_female") == [1, 0, 2, 0, 0]
+    assert counts_of(out, "age_old") == [0, 3, 0, 0, 0]
+    assert counts_of(out, "age_young") == [0, 3, 0, 0, 0]  # "young\npeople", teen* stems
+    assert out.column_names == ["id", "text", "bias_counts"]  # one struct column, not one column per term set
+    assert out.schema.field("bias_counts").type == pa.struct([(name, pa.int32()) for name in (
+        "gender_female", "gender_male", "age_old", "age_young")])
 
 
 def test_default_lexicons_mask_technical_senses_and_subtract_negative_terms():
@@ -54,15 +65,15 @@ def test_default_lexicons_mask_technical_senses_and_subtract_negative_terms():
         "African-American and Native American writers; an American novel.",
         "Updated German, French and Dutch translations; a German car; Brazilian Portuguese translation.",
     ]))
-    assert column(out, "bias_gender_male") == [2, 0, 0, 0]      # "a man", "Mr"
-    assert column(out, "bias_gender_female") == [1, 0, 0, 0]    # "Ms"
-    assert column(out, "bias_religion_christian") == [0, 1, 0, 0]
-    assert column(out, "bias_ethnicity_black") == [0, 0, 1, 0]
-    assert column(out, "bias_ethnicity_indigenous") == [0, 0, 1, 0]
-    assert column(out, "bias_nationality_american") == [0, 0, 1, 0]  # not the two inside ethnic terms
-    assert column(out, "bias_nationality_german") == [0, 0, 0, 1]    # the car, not the translation
-    assert column(out, "bias_nationality_french") == [0, 0, 0, 0]
-    assert column(out, "bias_nationality_brazilian") == [0, 0, 0, 0]
+    assert counts_of(out, "gender_male") == [2, 0, 0, 0]      # "a man", "Mr"
+    assert counts_of(out, "gender_female") == [1, 0, 0, 0]    # "Ms"
+    assert counts_of(out, "religion_christian") == [0, 1, 0, 0]
+    assert counts_of(out, "ethnicity_black") == [0, 0, 1, 0]
+    assert counts_of(out, "ethnicity_indigenous") == [0, 0, 1, 0]
+    assert counts_of(out, "nationality_american") == [0, 0, 1, 0]  # not the two inside ethnic terms
+    assert counts_of(out, "nationality_german") == [0, 0, 0, 1]    # the car, not the translation
+    assert counts_of(out, "nationality_french") == [0, 0, 0, 0]
+    assert counts_of(out, "nationality_brazilian") == [0, 0, 0, 0]
 
 
 def test_sentence_cooccurrence_counts_mentions_next_to_attribute_words():
@@ -72,25 +83,27 @@ def test_sentence_cooccurrence_counts_mentions_next_to_attribute_words():
         "She was here. Her family! No one else.",
         "The family of women and men.",
     ]))
-    assert column(out, "bias_cooc_gender_female__family") == [2, 1, 1]  # she, her; Her; women
-    assert column(out, "bias_cooc_gender_male__family") == [1, 0, 1]    # "Dr." does not end the sentence
-    assert column(out, "bias_cooc_gender_male__career") == [2, 0, 0]
-    assert column(out, "bias_cooc_gender_female__career") == [0, 0, 0]
-    assert "bias_cooc_age_old__family" not in out.column_names  # co-occurrence: gender only by default
-    assert op.metrics == tuple(op.count_columns() + op.cooc_columns())
-    assert "bias_cooc_gender_female__family" in op.metrics
+    assert counts_of(out, "cooc_gender_female__family") == [2, 1, 1]  # she, her; Her; women
+    assert counts_of(out, "cooc_gender_male__family") == [1, 0, 1]    # "Dr." does not end the sentence
+    assert counts_of(out, "cooc_gender_male__career") == [2, 0, 0]
+    assert counts_of(out, "cooc_gender_female__career") == [0, 0, 0]
+    fields = [f.name for f in out.schema.field("bias_counts").type]
+    assert "cooc_age_old__family" not in fields  # co-occurrence: gender only by default
+    assert fields == op.fields() == ["gender_female", "gender_male", "age_old", "age_young", "cooc_gender_female__family",
+                                     "cooc_gender_female__career", "cooc_gender_male__family", "cooc_gender_male__career"]
+    assert op.metrics == ("bias_counts",)  # the runner sums each field into the manifest
 
 
 def test_window_cooccurrence_counts_within_n_tokens():
     op = BiasMeasure(lexicons=LEXICON, attributes=ATTRIBUTES, window=2, cooc_groups=("gender", "age"))
     out = op(table(["she has a family . one two three four he family", "a wedding for old people",
                     "old people love a wedding"]))
-    assert column(out, "bias_cooc_gender_female__family") == [0, 0, 0]  # 3 tokens apart
-    assert column(out, "bias_cooc_gender_male__family") == [1, 0, 0]
-    assert column(out, "bias_cooc_age_old__family") == [0, 1, 0]        # from either end of a multi-word term
+    assert counts_of(out, "cooc_gender_female__family") == [0, 0, 0]  # 3 tokens apart
+    assert counts_of(out, "cooc_gender_male__family") == [1, 0, 0]
+    assert counts_of(out, "cooc_age_old__family") == [0, 1, 0]        # from either end of a multi-word term
     wide = BiasMeasure(lexicons=LEXICON, attributes=ATTRIBUTES, window=3, cooc_groups=("gender", "age"))
-    assert column(wide(table(["she has a family"])), "bias_cooc_gender_female__family") == [1]
-    assert column(wide(table(["old people love a wedding"])), "bias_cooc_age_old__family") == [1]
+    assert counts_of(wide(table(["she has a family"])), "cooc_gender_female__family") == [1]
+    assert counts_of(wide(table(["old people love a wedding"])), "cooc_age_old__family") == [1]
 
 
 def test_lexicons_from_json_config_digest_rerun_and_pickle(tmp_path):
@@ -98,21 +111,22 @@ def test_lexicons_from_json_config_digest_rerun_and_pickle(tmp_path):
     path.write_text(json.dumps(LEXICON))
     op = BiasMeasure(lexicons=str(path), attributes={})
     once = op(table(["he and she"]))
-    assert column(op(once), "bias_gender_male") == [1] and op(once).column_names == once.column_names
+    assert counts_of(op(once), "gender_male") == [1] and op(once).schema == once.schema  # replaced, not added
     digest = op.config()["lexicon_digest"]
     path.write_text(json.dumps({"gender": {"female": ["she"], "male": ["he", "his"]}}))
     assert BiasMeasure(lexicons=str(path), attributes={}).config()["lexicon_digest"] != digest
     clone = pickle.loads(pickle.dumps(op))  # Ray ships operators to workers
-    assert clone.metrics == op.metrics and clone(table(["he"])).column_names == once.column_names
+    assert clone.fields() == op.fields() and clone(table(["he"])).schema == once.schema
 
 
-def test_default_metrics_cover_every_group():
+def test_default_fields_cover_every_group():
     op = BiasMeasure()
-    assert op.metrics == BiasMeasure.metrics
-    for name in ("bias_gender_female", "bias_gender_male", "bias_religion_muslim", "bias_ethnicity_asian",
-                 "bias_nationality_nigerian", "bias_age_young", "bias_cooc_gender_female__family",
-                 "bias_cooc_gender_male__competence", "bias_cooc_gender_female__warmth"):
-        assert name in op.metrics
+    fields = [f.name for f in op(table(["he"])).schema.field("bias_counts").type]
+    assert fields == op.fields() and len(fields) == len(set(fields))
+    for name in ("gender_female", "gender_male", "religion_muslim", "ethnicity_asian", "nationality_nigerian",
+                 "age_young", "cooc_gender_female__family", "cooc_gender_male__competence",
+                 "cooc_gender_female__warmth"):
+        assert name in fields
 
 
 # -- counterfactual augmentation -----------------------------------------------------------------------------
@@ -296,9 +310,7 @@ def test_rebalance_operator_and_deterministic_sampler():
     rng = np.random.default_rng(0)
     female, male = rng.integers(0, 2, 4000) * rng.integers(1, 3, 4000), rng.integers(0, 4, 4000)
     female[male > 0] = 0  # single-category documents, so the expected share is exact
-    batch = pa.table({"id": [f"doc{i}" for i in range(4000)], "text": ["x"] * 4000,
-                      "bias_gender_female": pa.array(female, pa.int32()),
-                      "bias_gender_male": pa.array(male, pa.int32())})
+    batch = counts_table([f"doc{i}" for i in range(4000)], gender_female=female, gender_male=male)
     m = rebalance_weights({"female": female.sum(), "male": male.sum()}, {"female": 0.5, "male": 0.5})
     weights = Rebalance(multipliers=m)(batch)["sample_weight"].to_numpy()
     assert weighted_shares({"female": female, "male": male}, weights)["female"] == pytest.approx(0.5)
@@ -310,22 +322,43 @@ def test_rebalance_operator_and_deterministic_sampler():
     assert out["_reason"].to_pylist() != RebalanceSample(multipliers=m, seed=8)(batch)["_reason"].to_pylist()
     neutral = (female + male) == 0
     assert pa.compute.all(pa.compute.is_null(out["_reason"].filter(pa.array(neutral)))).as_py()
-    f, k = kept["bias_gender_female"].to_numpy().sum(), kept["bias_gender_male"].to_numpy().sum()
+    f, k = sum(counts_of(kept, "gender_female")), sum(counts_of(kept, "gender_male"))
     assert f / (f + k) == pytest.approx(0.5, abs=0.03)  # the sample's share is the target, up to chance
-    with pytest.raises(ValueError, match="run BiasMeasure"):
+    with pytest.raises(ValueError, match=r"Rebalance: bias_counts fields \['age_old'\] missing; run BiasMeasure"):
         Rebalance(group="age", multipliers={"old": 1.0})(batch)
+    with pytest.raises(ValueError, match=r"RebalanceSample: bias_counts fields .* missing; run BiasMeasure"):
+        sampler(batch.drop_columns(["bias_counts"]))
 
 
 def test_multipliers_from_manifest_and_parquet(tmp_path):
     manifest = {"stages": [{"name": "bias_measure", "config": {"operator": "BiasMeasure"},
-                            "metrics": {"bias_gender_female": 10, "bias_gender_male": 30, "bias_age_old": 1,
-                                        "bias_cooc_gender_female__family": 4}}]}
+                            "metrics": {"bias_counts.gender_female": 10, "bias_counts.gender_male": 30,
+                                        "bias_counts.age_old": 1, "bias_counts.cooc_gender_female__family": 4}}]}
     (tmp_path / "_manifest.json").write_text(json.dumps(manifest))
     assert multipliers_from_manifest(tmp_path, {"female": 0.5, "male": 0.5}) == pytest.approx(
         {"female": 2.0, "male": 2 / 3})
-    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x", "y"], "bias_gender_female": [1, 0],
-                             "bias_gender_male": [0, 3]}), tmp_path / "part-0.parquet")
+    pq.write_table(counts_table(["a", "b"], gender_female=[1, 0], gender_male=[0, 3]), tmp_path / "part-0.parquet")
     assert multipliers_from_parquet(tmp_path) == pytest.approx({"female": 2.0, "male": 2 / 3})
+
+
+@pytest.mark.slow  # a real embedded Ray
+def test_runner_sums_each_bias_counts_field_into_the_manifest(ray_local, tmp_path):
+    from conftest import write_docs
+    from pipelines import Pipeline
+
+    texts = ["She met her sister.", "He and his father left. He waved.", "No people here.", "Women and men.",
+             "The man and the woman.", "Her family."]
+    data = write_docs(tmp_path / "in", [{"id": f"d{i}", "text": t, "source": "x"} for i, t in enumerate(texts)], files=2)
+    op = BiasMeasure(lexicons=LEXICON, attributes=ATTRIBUTES)
+    manifest = Pipeline("measure").read_parquet(str(data)).map(op).run(output=str(tmp_path / "out"))
+    out = pq.read_table(tmp_path / "out").sort_by("id")
+    assert out.column_names == ["id", "text", "source", "bias_counts"]
+    assert counts_of(out, "gender_female") == [2, 0, 0, 1, 1, 1] and counts_of(out, "gender_male") == [0, 3, 0, 1, 1, 0]
+    metrics = manifest["stages"][1]["metrics"]
+    assert metrics == {f"bias_counts.{name}": sum(counts_of(out, name)) for name in op.fields()}
+    assert metrics["bias_counts.gender_female"] == 5 and metrics["bias_counts.cooc_gender_female__family"] == 1
+    target = {"female": 0.25, "male": 0.75}  # 5 + 5 mentions: m_c = target_c * 10 / 5
+    assert multipliers_from_manifest(tmp_path / "out", target) == pytest.approx({"female": 0.5, "male": 1.5})
 
 
 # -- report ---------------------------------------------------------------------------------------------------

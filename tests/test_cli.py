@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.conftest import REPO, reference_normalize, sample_rows, write_docs
+from tests.test_jobs import ray_head  # noqa: F401  (the loopback Ray head fixture)
 
 PIPELINE = """
 from operators import ExactDedup, LengthFilter, Normalize
@@ -164,7 +165,7 @@ def test_filter_command_runs_named_operators_with_settings(tmp_path, capsys):
     rows = sample_rows(30)
     data = write_docs(tmp_path / "in", rows + [dict(rows[3], id="zz-dup")], files=2)
     out = tmp_path / "out"
-    code, stdout, err = run_cli(capsys, "filter", str(data), str(out), "--ops", "normalize,length_filter,exact_dedup",
+    code, stdout, err = run_cli(capsys, "filter", str(data), "--output", str(out), "--ops", "normalize,length_filter,exact_dedup",
                                 "--set", "length_filter.min_chars=300")
     assert code == 0, err
     manifest = json.loads((out / "_manifest.json").read_text())
@@ -173,10 +174,10 @@ def test_filter_command_runs_named_operators_with_settings(tmp_path, capsys):
     long_rows = [r for r in rows if len(reference_normalize(r["text"])) >= 300]
     assert pq.read_table(out).num_rows == manifest["output"]["rows"] == len(long_rows)
 
-    code, _, err = run_cli(capsys, "filter", str(data), str(tmp_path / "o2"), "--ops", "length_filter",
+    code, _, err = run_cli(capsys, "filter", str(data), "-o", str(tmp_path / "o2"), "--ops", "length_filter",
                            "--set", "length_filter.max_chars=oops")
     assert_one_line_error(code, err, "LengthFilter.max_chars")
-    code, _, err = run_cli(capsys, "filter", str(data), str(tmp_path / "o3"), "--ops", "no_such_op")
+    code, _, err = run_cli(capsys, "filter", str(data), "-o", str(tmp_path / "o3"), "--ops", "no_such_op")
     assert_one_line_error(code, err, "unknown operator 'no_such_op'", "length_filter")
 
 
@@ -212,7 +213,7 @@ def test_bias_report_command(tmp_path, capsys):
 def test_filter_command_with_the_published_quality_rules(tmp_path, capsys):
     data = write_docs(tmp_path / "in", sample_rows(60), files=2)
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "filter", str(data), str(out), "--ops", "gopher_quality,gopher_repetition,c4,fineweb")
+    code, _, err = run_cli(capsys, "filter", str(data), "-o", str(out), "--ops", "gopher_quality,gopher_repetition,c4,fineweb")
     assert code == 0, err
     manifest = json.loads((out / "_manifest.json").read_text())
     assert [s["name"] for s in manifest["stages"]] == ["read", "gopher_quality", "gopher_repetition", "c4_quality",
@@ -220,3 +221,163 @@ def test_filter_command_with_the_published_quality_rules(tmp_path, capsys):
     rejected = pq.read_table(out / "_rejected")
     assert pq.read_table(out).num_rows + rejected.num_rows == 60
     assert all(r.split(":")[0] in ("gopher", "gopher_repetition", "c4", "fineweb") or r for r in rejected["reason"].to_pylist())
+
+
+# --- one CLI convention (issue 17, item 7) ---------------------------------------------------------------
+
+WRITES = {"run", "submit", "filter", "dedup", "report", "classifier train", "students train", "students eval",
+          "students export", "teachers prepare-smollm2"}
+
+
+def command_parsers():
+    """Every (sub-)command's parser, by its path (``"students eval"``), from the real argparse tree."""
+    import argparse
+
+    from pipelines.cli import _parser
+
+    found, todo = {}, [("", _parser())]
+    while todo:
+        path, parser = todo.pop()
+        found[path] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{path} {name}".strip(), sub) for name, sub in action.choices.items()]
+    return found
+
+
+def test_every_command_spells_output_json_and_debug_one_way():
+    import argparse
+
+    parsers = command_parsers()
+    assert {"run", "filter", "dedup", "inspect", "report", "students train", "teachers diversity",
+            "curricula preview"} <= set(parsers)
+    writers = set()
+    for path, parser in parsers.items():
+        for action in parser._actions:
+            assert action.dest not in ("out", "html", "output_dir", "dest") or not action.option_strings, (path, action)
+            assert not (set(action.option_strings) & {"--out", "--html", "--output-dir", "--dest"}), (path, action)
+            if action.dest == "output":
+                assert action.option_strings == ["-o", "--output"], (path, action.option_strings)
+                writers.add(path)
+            if "--json" in action.option_strings:
+                assert isinstance(action, argparse._StoreTrueAction), f"{path}: --json must be a switch"
+            if action.dest == "set":
+                assert action.help and len(action.help) > 60, f"{path}: --set must say which names it takes"
+        assert "--debug" in parser._option_string_actions, f"{path}: no --debug"
+    assert writers == WRITES
+    assert all(not a.option_strings and a.dest in ("input", "path", "pipeline", "run_dir", "before", "after",
+                                                      "runs", "run", "mixture", "action", "job_id")
+               for p in parsers.values() for a in p._actions
+               if not a.option_strings and not isinstance(a, argparse._SubParsersAction))
+    helps = {path: next(a.help for a in parsers[path]._actions if a.dest == "set")
+             for path in ("run", "submit", "filter", "students train")}
+    assert "workflow" in helps["run"] and "size=full" in helps["run"] and "workflow" in helps["submit"]
+    assert "OP is its --ops name" in helps["filter"] and "model.{d_model" in helps["students train"]
+
+
+def test_debug_is_accepted_before_and_after_any_command(tmp_path, capsys):
+    from pipelines.cli import _parser
+
+    parse = _parser().parse_args
+    assert parse(["--debug", "inspect", "x"]).debug is True
+    assert parse(["inspect", "x", "--debug"]).debug is True
+    assert parse(["inspect", "x"]).debug is False
+    assert parse(["students", "eval", "r", "--data", "d", "--debug"]).debug is True
+    assert parse(["--debug", "students", "eval", "r", "--data", "d"]).debug is True  # not reset by the sub-level
+    bad = tmp_path / "bad.py"
+    bad.write_text("pipeline = (\n")
+    for argv in (["run", str(bad), "--debug"], ["curricula", "preview", str(tmp_path / "none.yaml"), "--debug"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: "), err
+    assert main(["curricula", "preview", str(tmp_path / "none.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: mixture: no such file {str(tmp_path / 'none.yaml')!r}"
+
+
+def test_submit_timeout_needs_wait_and_a_positive_number(capsys):
+    # Checked before anything is submitted: the address below is never contacted.
+    code, _, err = run_cli(capsys, "submit", "pipelines/quickstart.py", "--address", "http://127.0.0.1:9",
+                           "--timeout", "5")
+    assert_one_line_error(code, err, "--timeout 5", "with --wait")
+    code, _, err = run_cli(capsys, "submit", "pipelines/quickstart.py", "--address", "http://127.0.0.1:9",
+                           "--wait", "--timeout", "0")
+    assert_one_line_error(code, err, "--timeout 0", "positive number of seconds")
+
+
+WORKFLOW = """
+def workflow(output=None, address=None, resume=False, num_cpus=None, size="small"):
+    folder = output or "out/tiny-default"
+    return {{"output": folder, "seconds": {{"first": 0.1, "second": 0.2, "size-" + size: 0.0}}}}
+"""
+
+
+def test_a_workflow_run_ends_with_a_summary_line(tmp_path, capsys):
+    import re
+
+    tiny = tmp_path / "tiny_flow.py"
+    tiny.write_text(WORKFLOW.format())
+    code, stdout, err = run_cli(capsys, "run", str(tiny), "-o", str(tmp_path / "o"), "--set", "size=full")
+    assert code == 0, err
+    assert re.fullmatch(rf"workflow 'tiny_flow': 3 steps in \d+\.\d s, output {re.escape(str(tmp_path / 'o'))}",
+                        stdout.strip().splitlines()[-1]), stdout
+    code, stdout, _ = run_cli(capsys, "run", str(tiny))
+    assert code == 0 and stdout.strip().endswith(", output out/tiny-default"), stdout
+    (tmp_path / "none_flow.py").write_text("def workflow(output=None, address=None, resume=False, num_cpus=None):\n"
+                                           "    print('did it')\n")
+    code, stdout, _ = run_cli(capsys, "run", str(tmp_path / "none_flow.py"))
+    assert code == 0 and re.fullmatch(r"did it\nworkflow 'none_flow': in \d+\.\d s, output \(the workflow's default\)",
+                                      stdout.strip()), stdout
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_dedup_reference_removes_near_duplicates_of_an_earlier_dump(tmp_path, capsys):
+    from tests.test_minhash import edit_words
+
+    rows = [r for r in sample_rows(400) if len(r["text"].split()) >= 100][:12]
+    first = write_docs(tmp_path / "dump1", rows[:8], files=2)
+    planted = [{"id": f"new-{k}", "text": edit_words(r["text"], 0.01, k), "source": "x"} for k, r in enumerate(rows[:3])]
+    second = write_docs(tmp_path / "dump2", rows[8:] + planted, files=2)
+    code, stdout, err = run_cli(capsys, "dedup", str(first), "-o", str(tmp_path / "out1"))
+    assert code == 0 and "8 rows in -> 8 kept, 0 rejected" in stdout, err
+
+    code, stdout, err = run_cli(capsys, "dedup", str(second), "-o", str(tmp_path / "out2"),
+                                "--reference", str(tmp_path / "out1"))
+    assert code == 0, err
+    assert "7 rows in -> 4 kept, 3 rejected" in stdout and "duplicates of reference 3" in stdout, stdout
+    assert sorted(pq.read_table(tmp_path / "out2")["id"].to_pylist()) == sorted(r["id"] for r in rows[8:])
+    rejected = pq.read_table(tmp_path / "out2" / "_rejected").to_pydict()
+    assert dict(zip(rejected["id"], rejected["detail"])) == {
+        f"new-{k}": f"near-duplicate of {rows[k]['id']} in {tmp_path / 'out1'}" for k in range(3)}
+
+    code, _, err = run_cli(capsys, "dedup", str(second), "-o", str(tmp_path / "out3"),
+                           "--reference", str(tmp_path / "out1"), "--num-perm", "64")
+    assert_one_line_error(code, err, "MinHashDedup.reference", str(tmp_path / "out1"), "was indexed with")
+    code, _, err = run_cli(capsys, "dedup", str(second), "-o", str(tmp_path / "out3"), "--reference", str(first))
+    assert_one_line_error(code, err, "MinHashDedup.reference", str(first), "holds no MinHash index")
+
+
+@pytest.mark.slow
+def test_submit_wait_timeout_leaves_the_job_running(ray_head, capsys):
+    """A real job on the loopback head (tests/test_jobs.py's fixture) that outlasts ``--timeout 3``."""
+    import uuid
+
+    from pipelines import jobs
+
+    jobs_dir = REPO / "tests" / "_jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    pipeline = jobs_dir / f"sleepy_{uuid.uuid4().hex[:8]}.py"
+    pipeline.write_text("import time\ntime.sleep(300)\n")
+    job_id = None
+    try:
+        code = main(["submit", str(pipeline), "--address", ray_head, "--wait", "--timeout", "3"])
+        captured = capsys.readouterr()
+        job_id = captured.out.split()[2]
+        assert code == 124, captured
+        assert captured.err.strip() == (f"error: job {job_id}: still running after 3 s (--timeout); left running: "
+                                        f"distillery jobs status|logs|stop {job_id} --address {ray_head}")
+        assert jobs.status(ray_head, job_id) in ("PENDING", "RUNNING")
+    finally:
+        if job_id:
+            jobs.stop(ray_head, job_id)
+        pipeline.unlink()

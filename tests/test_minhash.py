@@ -134,7 +134,7 @@ def test_dedup_command_names_bad_parameters(capsys):
 
     for argv, field in ((["--threshold", "1.2"], "threshold"), (["--ngram", "0"], "ngram"),
                         (["--bands", "30", "--rows", "10"], "bands")):
-        assert main(["dedup", str(SAMPLE), "/tmp/never-written", *argv]) == 2
+        assert main(["dedup", str(SAMPLE), "--output", "/tmp/never-written", *argv]) == 2
         assert f"MinHashDedup.{field}:" in capsys.readouterr().err
 
 

@@ -74,7 +74,7 @@ def test_report_gathers_every_section(run_dir):
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 def test_report_renders_with_its_plots_in_headless_chromium(run_dir, tmp_path):
     page = tmp_path / "report.html"
-    assert main(["report", str(run_dir), "--html", str(page)]) == 0
+    assert main(["report", str(run_dir), "--output", str(page)]) == 0
     browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
@@ -94,5 +94,5 @@ def test_report_renders_with_its_plots_in_headless_chromium(run_dir, tmp_path):
 
 
 def test_report_of_an_empty_folder_says_why(tmp_path, capsys):
-    assert main(["report", str(tmp_path), "--html", str(tmp_path / "r.html")]) == 2
+    assert main(["report", str(tmp_path), "--output", str(tmp_path / "r.html")]) == 2
     assert "nothing to report" in capsys.readouterr().err

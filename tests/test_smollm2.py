@@ -33,5 +33,5 @@ def test_bad_dtype_names_the_parameter(tmp_path):
 def test_cli_reuses_a_prepared_folder(smollm2_dir, capsys):
     from pipelines.cli import main
 
-    assert main(["teachers", "prepare-smollm2", "--out", str(smollm2_dir)]) == 0
+    assert main(["teachers", "prepare-smollm2", "--output", str(smollm2_dir)]) == 0
     assert "already prepared" in capsys.readouterr().out

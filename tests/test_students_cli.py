@@ -30,15 +30,15 @@ def token_files(tmp_path_factory, smollm2_dir):
 
 def test_train_eval_export(tmp_path, token_files, smollm2_dir, capsys):
     train_file, heldout_file = token_files
-    assert main(["students", "train", "--data", str(train_file), "--out", str(tmp_path / "dense"),
+    assert main(["students", "train", "--data", str(train_file), "--output", str(tmp_path / "dense"),
                  "--steps", "15", "--lr", "3e-3", *TINY]) == 0
-    assert main(["students", "train", "--data", str(train_file), "--out", str(tmp_path / "moe"), "--steps", "15",
+    assert main(["students", "train", "--data", str(train_file), "-o", str(tmp_path / "moe"), "--steps", "15",
                  "--lr", "3e-3", "--set", "model.n_experts=4", "--set", "model.top_k=2", *TINY]) == 0
     capsys.readouterr()
     report = tmp_path / "eval.json"
     assert main(["students", "eval", str(tmp_path / "dense"), str(tmp_path / "moe"), "--data", str(heldout_file),
                  "--seq-len", "64", "--batches", "3", "--passkey-lengths", "64", "--passkey-depths", "0.5",
-                 "--passkey-trials", "1", "--throughput", "--peak-tflops", "0.1", "--json", str(report)]) == 0
+                 "--passkey-trials", "1", "--throughput", "--peak-tflops", "0.1", "--output", str(report)]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].startswith("| student | params | active |") and "passkey@64" in table
     rows = json.loads(report.read_text())
@@ -46,18 +46,39 @@ def test_train_eval_export(tmp_path, token_files, smollm2_dir, capsys):
     assert all(r["perplexity"] < 49152 and r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in rows)
     assert "expert_load_cv" not in rows[0] and rows[1]["expert_load_cv"] >= 0
     assert sum(sum(layer) for layer in rows[1]["expert_counts"]) == 2 * 2 * 3 * 4 * 64  # layers*k*batches*B*T
-    assert main(["students", "export", str(tmp_path / "moe"), "--out", str(tmp_path / "hf"),
+    assert main(["students", "eval", str(tmp_path / "dense"), "--data", str(heldout_file), "--seq-len", "64",
+                 "--batches", "3", "--json"]) == 0  # --json: the same rows on stdout instead of the table
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in printed] == ["dense"] and printed[0]["perplexity"] == rows[0]["perplexity"]
+    assert main(["students", "export", str(tmp_path / "moe"), "--output", str(tmp_path / "hf"),
                  "--tokenizer", str(smollm2_dir)]) == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == ["MixtralForCausalLM"]
 
 
 def test_user_errors_name_the_field(tmp_path, token_files, capsys):
     train_file, _ = token_files
-    assert main(["students", "train", "--data", str(train_file), "--out", str(tmp_path / "x"),
+    assert main(["students", "train", "--data", str(train_file), "--output", str(tmp_path / "x"),
                  "--set", "model.n_heads=5", "--set", "model.d_model=64"]) == 2
     assert "n_heads" in capsys.readouterr().err
-    assert main(["students", "train", "--data", str(train_file), "--out", str(tmp_path / "x"),
+    assert main(["students", "train", "--data", str(train_file), "--output", str(tmp_path / "x"),
                  "--set", "train.schedul=wsd"]) == 2
     assert "schedul" in capsys.readouterr().err
     assert main(["students", "eval", str(tmp_path / "missing"), "--data", str(train_file)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_set_help_names_real_config_fields():
+    """``students train --set`` documents its names; each one named must be a real config field."""
+    from dataclasses import fields
+
+    from pipelines.cli import _parser
+    from students.cli import SET_FIELDS, SET_HELP
+    from students.model import ModelConfig
+    from students.train import TrainConfig
+
+    assert set(SET_FIELDS["model"]) <= {f.name for f in fields(ModelConfig)}
+    assert set(SET_FIELDS["train"]) <= {f.name for f in fields(TrainConfig)}
+    assert "model.{d_model,n_layers" in SET_HELP and "data.{path,batch_size,seq_len,seed}" in SET_HELP
+    students = _parser()._subparsers._group_actions[0].choices["students"]
+    train = students._subparsers._group_actions[0].choices["train"]
+    assert next(a for a in train._actions if a.dest == "set").help == SET_HELP

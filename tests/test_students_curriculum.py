@@ -37,7 +37,7 @@ def test_curriculum_stream_feeds_training_and_resumes(tmp_path, smollm2_dir, one
     train(model, cfg, whole, tmp_path / "whole")
     with pytest.raises(Killed):
         train(model, cfg, KillAfterFeedback(stream(), 4), tmp_path / "split")
-    train(model, cfg, stream(), tmp_path / "split")
+    train(model, cfg, stream(), tmp_path / "split", resume=True)
     a, b = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "split")
     assert [m["loss"] for m in a] == [m["loss"] for m in b]
     assert [m["domain_loss"] for m in a] == [m["domain_loss"] for m in b]

@@ -15,12 +15,17 @@ from teachers.engines import Engine, Response, Sample, Sampling, Teacher
 
 
 class StubServer:
-    """``respond(body, n)`` -> (status, payload dict or text, delay seconds); n counts requests from 1."""
+    """``respond(body, n)`` -> (status, payload dict or text, delay seconds); n counts POST requests from 1.
+    ``GET /v1/models`` lists ``models`` (what the HTTP engine keys its cache by); ``gets`` records each GET's
+    (path, Authorization header)."""
 
     def __init__(self, respond: Callable[[dict, int], tuple[int, object, float]]) -> None:
         self.respond = respond
         self.bodies: list[dict] = []
         self.auth: list[str | None] = []
+        self.models: list[dict] = [{"id": "stub-teacher", "object": "model", "owned_by": "test", "root": "stub-weights",
+                                    "created": time.time()}]
+        self.gets: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
         server = self
 
@@ -43,6 +48,17 @@ class StubServer:
                     self.wfile.write(data)
                 except OSError:
                     pass
+
+            def do_GET(self):  # noqa: N802
+                with server.lock:
+                    server.gets.append((self.path, self.headers.get("Authorization")))
+                found = self.path == "/v1/models"
+                data = json.dumps({"object": "list", "data": server.models} if found else {"error": "no"}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args):
                 pass

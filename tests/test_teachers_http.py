@@ -3,6 +3,7 @@ stalls or is down; and teacher stages run by the pipeline runner on Ray (rejects
 a crashed actor, resume after a kill)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -306,3 +307,224 @@ def test_rephrasings_that_copy_their_seed_are_removed_against_the_seeds_index(tm
     assert kept == sorted(f"rephrase:{r['id']}" for r in rows[2:])
     details = dict(zip(*pq.read_table(tmp_path / "out" / "_rejected").select(["id", "detail"]).to_pydict().values()))
     assert details == {f"rephrase:{i}": f"near-duplicate of {i} in {tmp_path / 'seeds-out'}" for i in copies}
+
+
+# -- secrets: which key goes where (teachers.http's docstring states the rules) --------------------------------
+
+OTHER_KEY = "sk-openai-env-only-77d0e5"
+
+
+def test_a_key_only_in_openai_api_key_is_never_sent_unless_its_variable_is_named(monkeypatch):
+    monkeypatch.delenv("DISTILLERY_TEACHER_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", OTHER_KEY)
+    server = StubServer(lambda body, n: (200, completion(body, "ok"), 0))
+    try:
+        [plain] = engine_for(server.url).generate([(("user", "hi"),)], Sampling(max_tokens=4))
+        named = engine_for(server.url, api_key_env="OPENAI_API_KEY")
+        [sent] = named.generate([(("user", "hi"),)], Sampling(max_tokens=4))
+        assert plain.error is None and sent.error is None
+        assert server.auth == [None, f"Bearer {OTHER_KEY}"]  # only once the user named the variable
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url, named, expected", [
+    ("http://127.0.0.1:8000", None, "DISTILLERY_TEACHER_API_KEY"),
+    ("http://127.0.0.2:8000/v1", None, "DISTILLERY_TEACHER_API_KEY"),
+    ("http://localhost:8000", None, "DISTILLERY_TEACHER_API_KEY"),
+    ("http://[::1]:8000", None, "DISTILLERY_TEACHER_API_KEY"),
+    ("https://teacher.invalid", None, None),            # the serve variable stays on this machine
+    ("http://10.0.0.1:8000", None, None),               # no key: plain http is allowed
+    ("https://teacher.invalid", "MY_TEACHER_KEY", "MY_TEACHER_KEY"),
+])
+def test_the_key_variable_for_each_url(monkeypatch, url, named, expected):
+    from teachers.http import key_env
+
+    monkeypatch.setenv("DISTILLERY_TEACHER_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", OTHER_KEY)
+    monkeypatch.setenv("MY_TEACHER_KEY", "sk-mine")
+    teacher = stub_teacher(url, api_key_env=named)
+    assert key_env(teacher) == expected
+    assert teacher.build()._key() == {None: None, "MY_TEACHER_KEY": "sk-mine", "DISTILLERY_TEACHER_API_KEY": KEY}[expected]
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """A tripwire, not a mock of a fault: any socket connection attempted during the test is recorded and
+    refused, so a test proves its error came before a request (nothing may connect to a non-loopback host)."""
+    import socket
+
+    attempts = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise AssertionError(f"a connection to {address} was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+def test_a_key_over_plain_http_to_another_host_is_refused_before_any_connection(monkeypatch, no_connections):
+    from teachers.engines import Teacher
+
+    monkeypatch.setenv("MY_TEACHER_KEY", "sk-mine")
+    with pytest.raises(ValueError) as refused:
+        Teacher(model="m", engine="openai", base_url="http://10.0.0.1:8000", api_key_env="MY_TEACHER_KEY")
+    assert str(refused.value) == (
+        "Teacher.base_url: http://10.0.0.1:8000 is plain http to a non-loopback host, so the API key in "
+        "$MY_TEACHER_KEY would travel unencrypted: use https://, or pass allow_insecure_http=True to send it anyway")
+    with pytest.raises(ValueError, match=r"^Teacher.base_url: 'ftp://10.0.0.1' is not an http:// or https:// URL"):
+        Teacher(model="m", engine="openai", base_url="ftp://10.0.0.1")
+    allowed = Teacher(model="m", engine="openai", base_url="http://10.0.0.1:8000", api_key_env="MY_TEACHER_KEY",
+                      allow_insecure_http=True)
+    assert allowed.build()._key() == "sk-mine"  # the user said so explicitly; building connects to nothing
+    assert no_connections == []
+
+
+class Redirector:
+    """A loopback server that answers every request with ``code`` and Location: ``target`` + the path; it
+    records the Authorization header of each request it gets."""
+
+    def __init__(self, code: int, target: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.auth: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self):
+                if self.headers.get("Content-Length"):
+                    self.rfile.read(int(self.headers["Content-Length"]))
+                outer.auth.append(self.headers.get("Authorization"))
+                self.send_response(code)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _redirect
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("code", [302, 307])
+def test_a_redirect_to_another_origin_never_carries_the_key(api_key, code):
+    from teachers.http import TeacherServerError
+
+    other = StubServer(lambda body, n: (200, completion(body, "stolen"), 0))  # another port: another origin
+    redirector = Redirector(code, other.url)
+    try:
+        engine = engine_for(redirector.url)
+        [response] = engine.generate([(("user", "hi"),)], Sampling(max_tokens=4))
+        assert response.error == (
+            f"server redirected to {other.url}/v1/chat/completions (HTTP {code}): redirects are not followed, so "
+            "that no API key reaches another host; set Teacher.base_url to the server's own address")
+        with pytest.raises(TeacherServerError) as failed:
+            engine.identity()
+        assert str(failed.value).startswith(f"cannot tell which model {redirector.url} serves (GET /v1/models): "
+                                            f"server redirected to {other.url}/v1/models (HTTP {code})")
+        assert redirector.auth == [f"Bearer {KEY}"] * 2  # the configured host got the key; nothing followed
+        assert other.auth == [] and other.gets == []
+    finally:
+        redirector.stop()
+        other.stop()
+
+
+def _distillery(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "distillery"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_teachers_serve_refuses_to_start_without_a_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DISTILLERY_TEACHER_API_KEY"}
+    env["OPENAI_API_KEY"] = OTHER_KEY  # never a substitute
+    log = tmp_path / "server.log"
+    done = _distillery("teachers", "serve", "--log", str(log), env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("error: no API key for the teacher server: set $DISTILLERY_TEACHER_API_KEY to the key "
+                           "clients must send, or pass --no-auth (no_auth=True) to serve without one\n")
+    empty = _distillery("teachers", "serve", "--api-key-env", "MY_SERVE_KEY", "--log", str(log),
+                        env={**env, "MY_SERVE_KEY": ""})
+    assert empty.returncode == 2 and empty.stderr.startswith("error: no API key for the teacher server: set "
+                                                             "$MY_SERVE_KEY to the key clients must send")
+    assert not log.exists()  # vLLM was never started (it logs there from its first line)
+
+
+def test_serve_binds_loopback_without_auth_unless_told_otherwise(monkeypatch):
+    from pipelines.cli import _parser
+    from teachers.server import server_command, server_key
+
+    monkeypatch.delenv("DISTILLERY_TEACHER_API_KEY", raising=False)
+    args = _parser().parse_args(["teachers", "serve", "--no-auth"])
+    assert server_key(args.api_key_env, args.no_auth) is None
+    command = server_command("m", args.host, args.port, args.served_name, args.max_model_len, "float32", 4)
+    assert command[command.index("--host") + 1] == "127.0.0.1" and "--api-key" not in command
+    told = _parser().parse_args(["teachers", "serve", "--no-auth", "--host", "0.0.0.0"])
+    assert told.host == "0.0.0.0"
+
+
+# -- the cache is keyed by the served model, not the URL or the name --------------------------------------------
+
+QA_FACTS = [{"id": f"f{i}", "text": t, "source": "test"} for i, t in enumerate([
+    "Lighthouses guide ships along dangerous coasts at night.", "Bees make honey from the nectar of flowers."])]
+
+
+def _model_server():
+    """Answers grounded QA naming the weights it currently serves (its /v1/models entry's root)."""
+    server = StubServer(lambda body, n: (200, completion(body, json.dumps({
+        "question": f"What does {next(m['root'] for m in server.models if m['id'] == body['model'])} say?",
+        "answer": " ".join(prompt_text(body).split("Document:\n", 1)[-1].split()[:4])})), 0))
+    return server
+
+
+def _ask(teacher, cache):
+    import pyarrow as pa
+
+    from teachers.documents import GroundedQA
+
+    out = GroundedQA(teacher=teacher, cache_dir=str(cache))(pa.Table.from_pylist(QA_FACTS))
+    return [r["question"] for r in out.to_pylist()], out["teacher_revision"].to_pylist()
+
+
+def test_another_model_behind_the_same_url_and_name_never_gets_cached_answers(tmp_path, api_key):
+    server = _model_server()
+    try:
+        teacher = stub_teacher(server.url)  # name "stub-teacher", revision "r1": the same config every time
+        server.models = [{"id": "stub-teacher", "object": "model", "root": "/models/A", "created": 1}]
+        a_questions, a_revisions = _ask(teacher, tmp_path / "cache")
+        assert a_questions == ["What does /models/A say?"] * 2 and server.count == 2
+        server.models = [{"id": "stub-teacher", "object": "model", "root": "/models/B", "created": 2}]
+        b_questions, b_revisions = _ask(teacher, tmp_path / "cache")
+        assert b_questions == ["What does /models/B say?"] * 2 and server.count == 4  # nothing of A reused
+        assert a_revisions[0] != b_revisions[0] and all(r.startswith("r1+") for r in a_revisions + b_revisions)
+        server.models = [{"id": "stub-teacher", "object": "model", "root": "/models/A", "created": 3}]
+        assert _ask(teacher, tmp_path / "cache") == (a_questions, a_revisions) and server.count == 4  # A's cache
+        assert [auth for _, auth in server.gets] == [f"Bearer {KEY}"] * 3
+    finally:
+        server.stop()
+
+
+def test_a_model_id_the_server_does_not_serve_is_an_error_naming_what_it_serves(tmp_path, api_key):
+    server = _model_server()
+    try:
+        server.models = [{"id": "model-a", "object": "model", "root": "/models/A"},
+                         {"id": "model-b", "object": "model", "root": "/models/B"}]
+        a, _ = _ask(dataclasses.replace(stub_teacher(server.url), model="model-a"), tmp_path / "cache")
+        b, _ = _ask(dataclasses.replace(stub_teacher(server.url), model="model-b"), tmp_path / "cache")
+        assert (a, b, server.count) == (["What does /models/A say?"] * 2, ["What does /models/B say?"] * 2, 4)
+        with pytest.raises(ValueError) as missing:
+            _ask(stub_teacher(server.url), tmp_path / "cache")
+        assert str(missing.value) == (f"Teacher.model: 'stub-teacher' is not served at {server.url} "
+                                      "(it serves 'model-a', 'model-b')")
+        assert server.count == 4
+    finally:
+        server.stop()

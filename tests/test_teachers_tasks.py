@@ -277,7 +277,7 @@ def test_diversity_command(tmp_path):
 
     pq.write_table(table([{"id": "1", "text": "a b c"}, {"id": "2", "text": "a b d"}]), tmp_path / "x.parquet")
     cli = [sys.executable, "-m", "pipelines.cli"]
-    done = subprocess.run([*cli, "teachers", "diversity", str(tmp_path)], capture_output=True, text=True)
+    done = subprocess.run([*cli, "teachers", "diversity", str(tmp_path), "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["mean_pairwise_rouge_l"] == round(2 / 3, 4)
     bad = subprocess.run([*cli, "teachers", "diversity", str(tmp_path), "--column", "nope"], capture_output=True, text=True)
