@@ -2,7 +2,9 @@
 report, and the commands of teachers, students and curricula (their ``cli`` modules).
 
 User mistakes (bad paths, bad parameters, bad input data) print one line starting with ``error:`` and
-exit 2; ``--debug`` shows the traceback. Anything else is a bug and exits 1.
+exit 2; ``--debug`` (before or after the command) shows the traceback. Anything else is a bug and exits 1;
+``submit --wait --timeout`` that runs out exits 124. One convention across commands: what a command writes is
+``-o/--output``, ``--json`` is a switch, and each ``--set`` says in its help which names it takes.
 """
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bias = commands.add_parser("bias-report", help="representation and co-occurrence of demographic terms "
                                                    "(outputs of a bias_measure stage), before and after")
-    bias.add_argument("before", help="Parquet output with bias_* columns")
+    bias.add_argument("before", help="Parquet output with a bias_counts column (BiasMeasure)")
     bias.add_argument("after", nargs="?", help="a second output to compare with (e.g. after rebalancing)")
     bias.add_argument("--json", action="store_true")
 
@@ -260,15 +262,15 @@ def _submit(args: argparse.Namespace) -> int:
     if args.timeout is not None and (not args.wait or args.timeout <= 0):
         raise DistilleryError(f"--timeout {args.timeout:g}: give a positive number of seconds, with --wait")
     job_id = jobs.submit(args.pipeline, args.address, output=args.output, resume=args.resume, settings=args.set)
-    print(f"submitted job {job_id} to {args.address}")
+    print(f"submitted job {job_id} to {args.address}", flush=True)
     if not args.wait:
         print(f"follow it with: distillery jobs status {job_id} --address {args.address}")
         return 0
     try:
         state = jobs.wait(args.address, job_id, timeout_s=math.inf if args.timeout is None else args.timeout)
     except DistilleryError:
-        if jobs.status(args.address, job_id) in jobs.TERMINAL:
-            raise
+        if args.timeout is None or jobs.status(args.address, job_id) in jobs.TERMINAL:
+            raise  # not the --timeout: the job server failed to answer
         print(f"error: job {job_id}: still running after {args.timeout:g} s (--timeout); left running: "
               f"distillery jobs status|logs|stop {job_id} --address {args.address}", file=sys.stderr)
         return WAIT_TIMEOUT_EXIT

@@ -31,7 +31,7 @@ import pyarrow as pa
 from operators.boilerplate import BoilerplateLines
 from operators import components
 from operators.minhash import MinHashDedup, pairs_from_buckets, reference_index
-from pipelines.io import list_parquet_files
+from pipelines.io import list_parquet_files, small_strings
 
 
 def _collect(ds) -> pa.Table:
@@ -269,7 +269,7 @@ def _decisions(ds, op: MinHashDedup, labels: dict[str, str], num_partitions: int
     if op.score_column and len(ids):
         scores = _collect(ds.select_columns(["id", op.score_column]).join(
             ray.data.from_arrow(pa.table({"id": ids})), join_type="inner", num_partitions=num_partitions, on=("id",)))
-        narrow = narrow.join(scores, "id")
+        narrow = narrow.join(small_strings(scores), "id")  # Ray's join gives large strings
     if not len(ids):
         return pa.table({"id": ids, "keep_id": ids, "cluster": ids}), 0
     winners = _published_first(op.choose(narrow), narrow) if op.reference else op.choose(narrow)

@@ -221,12 +221,14 @@ def _clear(out: Path, stages: list[Stage], start: int) -> None:
     """Keep only the rejects, clusters, indexes and checkpoints of the stages being reused (``stages[:start]``):
     those of the stages about to run go, and so does every ``NN-name`` folder that is no stage of this run
     (a previous run of another pipeline shape), so inspect, report and ``reference=`` never read them. When
-    anything reruns, the previous manifest goes first: it no longer describes the folder."""
+    anything reruns, the previous manifest is replaced first by one saying the folder is incomplete (it still
+    marks the folder as a Distillery output, and is never reused)."""
     if not out.exists():
         return
     keep = {stage_dirname(index, stages[index]) for index in range(start)}
-    if start < len(stages):
-        (out / MANIFEST).unlink(missing_ok=True)
+    if start < len(stages) and (out / MANIFEST).exists():
+        write_json_atomic({"status": "incomplete", "started_at": now(), "stages": [],
+                           "note": "a run started here has not finished"}, out / MANIFEST)
     for parent in (REJECTED, CLUSTERS, CHECKPOINTS, LSH_INDEX):
         for stage_dir in (out / parent).iterdir() if (out / parent).is_dir() else ():
             if stage_dir.name not in keep:

@@ -95,11 +95,11 @@ def test_missing_model_files_name_the_parameter_and_path(tmp_path, make, field):
 DRIVER = r"""
 import contextlib, faulthandler, io, json, sys
 faulthandler.dump_traceback_later(45, exit=True)  # a blocked open() shows its traceback and fails
-import pipelines.session as session
+import operators.ray_session as session
 from pipelines.cli import main
-sessions = []  # a spy, not a mock: every Ray session the CLI starts goes through ray_session
-real_session = session.ray_session
-session.ray_session = lambda *args, **kwargs: sessions.append(args) or real_session(*args, **kwargs)
+sessions = []  # a spy, not a mock: every Ray the CLI starts or joins goes through connect (ray_session's too)
+real_connect = session.connect
+session.connect = lambda *args, **kwargs: sessions.append(args) or real_connect(*args, **kwargs)
 results = []
 for argv in json.loads(sys.argv[1]):
     out, err = io.StringIO(), io.StringIO()

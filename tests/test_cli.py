@@ -381,3 +381,12 @@ def test_submit_wait_timeout_leaves_the_job_running(ray_head, capsys):
         if job_id:
             jobs.stop(ray_head, job_id)
         pipeline.unlink()
+
+
+def test_diversity_prints_text_unless_json(tmp_path, capsys):
+    pq.write_table(pa.table({"id": ["1", "2"], "text": ["a b c", "a b d"]}), tmp_path / "x.parquet")
+    code, stdout, err = run_cli(capsys, "teachers", "diversity", str(tmp_path))
+    assert code == 0, err
+    assert "mean_pairwise_rouge_l  0.6667" in stdout.splitlines() and "texts                  2" in stdout
+    code, stdout, _ = run_cli(capsys, "teachers", "diversity", str(tmp_path), "--json", "--debug")
+    assert code == 0 and json.loads(stdout)["mean_pairwise_rouge_l"] == round(2 / 3, 4)

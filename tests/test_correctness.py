@@ -20,6 +20,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 # -- cross-dump near-dedup with a score column keeps the published document --------------------------------
 
+def test_the_keep_rule_prefers_a_reference_document_over_better_scored_copies():
+    from operators import MinHashDedup
+    from pipelines.near_dedup import REFERENCE_MARK, _published_first
+
+    ref = f"{REFERENCE_MARK}0{REFERENCE_MARK}"
+    # Cluster keys are the smallest id of each component; reference rows have no score (null).
+    narrow = pa.table({"key": [f"{ref}old", f"{ref}old", f"{ref}old", "a", "a", f"{ref}p", f"{ref}p"],
+                       "id": [f"{ref}old", "new-1", "new-2", "a", "b", f"{ref}p", f"{ref}q"],
+                       "quality": [None, 0.9, 0.8, 0.1, 0.7, None, None]})
+    op = MinHashDedup(score_column="quality")
+    assert dict(zip(*op.choose(narrow).to_pydict().values())) == {  # the plain rule: the copy wins
+        "a": "b", f"{ref}old": "new-1", f"{ref}p": f"{ref}p"}
+    assert dict(zip(*_published_first(op.choose(narrow), narrow).to_pydict().values())) == {
+        "a": "b", f"{ref}old": f"{ref}old", f"{ref}p": f"{ref}p"}
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_cross_dump_dedup_with_score_column_keeps_the_reference_document(tmp_path):
     from operators import MinHashDedup

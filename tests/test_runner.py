@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from operators import ExactDedup, LengthFilter, Normalize, Operator, Resources
+from operators.fingerprint import fingerprint_files
 from pipelines import AccountingError, Pipeline
 from pipelines.manifest import check_accounting
 from tests.conftest import reference_normalize, sample_rows, write_docs
@@ -196,7 +197,8 @@ def test_read_parquet_glob_and_column_selection(tmp_path):
     assert kept.column_names == ["id", "text"]
     assert sorted(kept["id"].to_pylist()) == sorted(r["id"] for k, r in enumerate(rows) if k % 4 != 3)
     assert manifest["input"] == {"path": str(data / "part-00[0-2].parquet"), "files": 3, "rows": 15,
-                                 "bytes": manifest["input"]["bytes"]}
+                                 "bytes": manifest["input"]["bytes"],
+                                 "fingerprint": fingerprint_files(sorted(data.glob("part-00[0-2].parquet")))}
     # The run's secret never reaches what it writes.
     token = os.environ["RAY_AUTH_TOKEN"]
     assert all(token not in f.read_text(errors="ignore") for f in out.rglob("*.json"))

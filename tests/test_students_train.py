@@ -114,8 +114,8 @@ def test_accumulation_equals_one_big_batch(tmp_path, documents):
     a, b = Student(ModelConfig(**MODEL)), Student(ModelConfig(**MODEL))
     load_checkpoint(big.last_checkpoint, a, restore_rng=False)
     load_checkpoint(acc.last_checkpoint, b, restore_rng=False)
-    for x, y in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(x, y, atol=2e-6, rtol=1e-4)
+    for x, y in zip(a.parameters(), b.parameters()):  # AdamW's first step is ~lr * sign(grad): where a gradient
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)  # is ~eps, summation order moves it by ~1e-5
 
 
 def test_nan_from_a_forward_hook_stops_and_keeps_the_last_good_checkpoint(tmp_path, documents):
