@@ -36,6 +36,7 @@ def test_the_keep_rule_prefers_a_reference_document_over_better_scored_copies():
         "a": "b", f"{ref}old": f"{ref}old", f"{ref}p": f"{ref}p"}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_cross_dump_dedup_with_score_column_keeps_the_reference_document(tmp_path):
     from operators import MinHashDedup
