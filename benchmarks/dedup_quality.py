@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pipelines.session import configure_local_environment  # noqa: E402
+from curricula.ray_session import configure_local_environment  # noqa: E402
 
 configure_local_environment()  # before anything imports ray
 

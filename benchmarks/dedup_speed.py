@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pipelines.session import configure_local_environment  # noqa: E402
+from curricula.ray_session import configure_local_environment  # noqa: E402
 
 configure_local_environment()  # before anything imports ray
 
@@ -331,7 +331,7 @@ def run_child(args: list[str], timeout: float) -> tuple[dict, float, Sampler]:
 
 def child_ray(corpus: str, output: str, store_gib: str) -> None:
     from pipelines import Pipeline
-    from pipelines.session import RayOptions, ray_session
+    from curricula.ray_session import RayOptions, ray_session
 
     started = time.perf_counter()
     with ray_session(None, RayOptions(num_cpus=2, object_store_bytes=int(float(store_gib) * 1024**3))):

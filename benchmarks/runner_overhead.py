@@ -30,7 +30,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.session import LOOPBACK, configure_local_environment  # noqa: E402
+from curricula.ray_session import LOOPBACK, configure_local_environment  # noqa: E402
 
 configure_local_environment()  # before anything imports ray: loopback binding, token auth
 

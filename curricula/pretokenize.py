@@ -40,12 +40,16 @@ class _Tokenize:
 
 def pretokenize(input_path: str | Path, output_path: str | Path, tokenizer: Tokenizer | str | Path, *,
                 text_column: str = "text", batch_size: int = 256, concurrency: int = 1) -> Path:
-    """Tokenise ``input_path`` into ``output_path`` with Ray Data (uses the running Ray, or starts one).
+    """Tokenise ``input_path`` into ``output_path`` with Ray Data (uses the running Ray, else ``RAY_ADDRESS``,
+    else starts an embedded one on loopback, as the pipelines do).
 
     ``concurrency`` tokenizer actors (1 CPU each); leave a CPU for the read tasks (on 2 CPUs, 2 actors
     starve the file listing and the run hangs), e.g. one actor per worker node's CPUs minus one."""
     import ray.data
 
+    from curricula.ray_session import connect
+
+    connect()
     tok, _, _ = load_tokenizer(tokenizer)
     files = parquet_files(str(input_path), "pretokenize.input")
     out = Path(output_path)

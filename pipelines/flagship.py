@@ -51,7 +51,7 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
     """Run every step; return a summary (also written to OUTPUT/flagship.json)."""
     from pipelines.bias_report import multipliers_from_parquet
     from pipelines.errors import DistilleryError
-    from pipelines.session import RayOptions, ray_session
+    from curricula.ray_session import RayOptions, ray_session
     from pipelines.synthesize import distillation, grounded_qa, instructions, rephrasings, smollm2_teacher
     from teachers.smollm2 import smollm2_dir
 

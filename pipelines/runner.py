@@ -31,7 +31,7 @@ from pipelines.io import parquet_rows, validate_inputs
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, content_fingerprints, library_versions, now,
                                 read_json, read_manifest)
 from pipelines.near_dedup import frequent_lines, near_dedup_plan
-from pipelines.session import RayOptions, ray_session
+from curricula.ray_session import RayOptions, ray_session
 
 CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
 LSH_INDEX = "_lsh_index"

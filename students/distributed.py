@@ -7,6 +7,11 @@ inside each worker: Ray Train has set up the process group, the loop wraps the m
 writes metrics and checkpoints to ``run_dir`` (which must be on storage every node sees). Resuming works
 as for one process: every worker loads the latest checkpoint and the stream position.
 
+The process group meets through a file in ``run_dir`` (``_FileRendezvous``), not Ray Train's default TCP
+store: torch's store binds every network interface and has no bind address, so on the embedded local Ray the
+gloo sockets are also pinned to loopback (``GLOO_SOCKET_IFNAME=lo``) and nothing of a training run listens
+off loopback (tests/test_loopback.py).
+
 A NaN or infinite loss on any rank stops every rank at the same step (the loop all-reduces a finite flag
 before backward); each worker records its ``TrainingDiverged`` in ``worker-RANK.json`` and the driver raises
 it, instead of a wrapped Ray Train error.
@@ -14,8 +19,12 @@ it, instead of a wrapped Ray Train error.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ray.train.backend import Backend
+from ray.train.torch import TorchConfig
 
 from students.errors import TrainingDiverged
 from students.model import ModelConfig
@@ -52,6 +61,53 @@ def _worker(config: dict) -> None:
         "rank": rank, "world": world, "losses": result.losses, "first_batch_rows": first.input_ids[:, :4].tolist(),
         "param_checksum": checksum}))
     ray.train.report({"rank": rank, "loss": result.losses[-1] if result.losses else None, "step": result.step})
+
+
+@dataclass
+class _FileRendezvous(TorchConfig):
+    """Ray Train's torch set-up with the process group's rendezvous in the file ``store`` (a path every worker
+    sees: the run folder) and, when ``loopback``, gloo's sockets on the loopback interface."""
+
+    store: str = ""
+    loopback: bool = False
+
+    @property
+    def backend_cls(self):
+        return _FileRendezvousBackend
+
+
+class _FileRendezvousBackend(Backend):
+    def on_start(self, worker_group, backend_config: _FileRendezvous) -> None:
+        import ray
+
+        world = len(worker_group)
+        ray.get([worker_group.execute_single_async(rank, _join_group, backend=backend_config.backend,
+                                                   store=backend_config.store, world_rank=rank,
+                                                   world=world, loopback=backend_config.loopback,
+                                                   timeout_s=backend_config.timeout_s)
+                 for rank in range(world)])
+
+    def on_shutdown(self, worker_group, backend_config: _FileRendezvous) -> None:
+        worker_group.execute(_leave_group)
+
+
+def _join_group(backend: str, store: str, world_rank: int, world: int, loopback: bool, timeout_s: float) -> None:
+    import os
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if loopback:
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=world_rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _inject_nonfinite(model, step: int):
@@ -103,9 +159,16 @@ def train_distributed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: str 
         resumable_checkpoint(run_dir, config["model"], config["train"], data_fingerprint)
     for stale in run_dir.glob("worker-*.json"):
         stale.unlink()
-    from operators.ray_session import connect
+    import ray
+
+    from curricula.ray_session import LOOPBACK, cluster_address, connect
     connect()  # the running Ray, else RAY_ADDRESS, else an embedded one set up as the pipelines' (loopback only)
+    store = run_dir / f".rendezvous-{uuid.uuid4().hex}"
+    embedded = cluster_address(None) is None and len(ray.nodes()) == 1 and \
+        ray.util.get_node_ip_address() == LOOPBACK
     trainer = TorchTrainer(_worker, train_loop_config=config,
+                           torch_config=_FileRendezvous(backend="nccl" if use_gpu else "gloo", store=str(store),
+                                                        loopback=embedded),
                            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                                         resources_per_worker={"CPU": threads_per_worker}),
                            run_config=RunConfig(name="students-train",
@@ -117,6 +180,8 @@ def train_distributed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: str 
         if diverged is not None:
             raise diverged from error
         raise
+    finally:
+        store.unlink(missing_ok=True)
     rank0 = json.loads((run_dir / "worker-0.json").read_text())
     from students.checkpoint import latest_checkpoint
     return TrainResult(run_dir, train_cfg.steps, rank0["losses"], latest_checkpoint(run_dir))

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.session import LOOPBACK, configure_local_environment
+from curricula.ray_session import LOOPBACK, configure_local_environment
 
 configure_local_environment()  # loopback + token auth, before anything imports Ray
 

@@ -95,7 +95,7 @@ def test_missing_model_files_name_the_parameter_and_path(tmp_path, make, field):
 DRIVER = r"""
 import contextlib, faulthandler, io, json, sys
 faulthandler.dump_traceback_later(45, exit=True)  # a blocked open() shows its traceback and fails
-import operators.ray_session as session
+import curricula.ray_session as session
 from pipelines.cli import main
 sessions = []  # a spy, not a mock: every Ray the CLI starts or joins goes through connect (ray_session's too)
 real_connect = session.connect

@@ -1,9 +1,9 @@
 """Connecting to Ray: an embedded local Ray by default (capped, loopback only, token auth), or an
 existing cluster given by ``--address`` / ``RAY_ADDRESS``.
 
-Not an operator: it lives in the lowest layer so that every package that starts Ray (the pipelines
-runner, ``students train --workers N``, curricula's Ray Data passes) sets it up the same way. Ray is
-imported only inside the functions. Secrets (``RAY_AUTH_TOKEN``) are read from the environment and never
+It lives in curricula, the lowest layer that runs Ray (its Ray Data passes; operators never import Ray),
+so that every package that starts Ray (the pipelines runner and flagship, ``students train --workers N``,
+curricula's passes) sets it up the same way. Ray is imported only inside the functions. Secrets (``RAY_AUTH_TOKEN``) are read from the environment and never
 logged or written to manifests.
 """
 from __future__ import annotations
