@@ -23,6 +23,8 @@ from pipelines.terminal import printable
 WORKFLOW_SET_HELP = ("a setting of a workflow file: a keyword parameter of its 'workflow' function other than "
                      "output/address/resume/num_cpus, e.g. size=full or seeds=0,1,2 for pipelines/flagship.py "
                      "(a file that defines a Pipeline takes none; repeatable)")
+RESUME_HELP = ("reuse the finished stages of an earlier run into the same output whose config and input data "
+               "(by content) are unchanged; without it every stage runs again")
 WAIT_TIMEOUT_EXIT = 124  # submit --wait --timeout ran out (as timeout(1)); the job is still running
 
 
@@ -35,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="a Python file that defines a Pipeline")
     run.add_argument("-o", "--output", help="output directory (overrides the pipeline's write_parquet)")
     run.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else embedded local Ray)")
-    run.add_argument("--resume", action="store_true", help="reuse stages whose outputs exist with the same config")
+    run.add_argument("--resume", action="store_true", help=RESUME_HELP)
     run.add_argument("--num-cpus", type=int, help="CPU cap for the embedded local Ray")
     run.add_argument("--verbose", action="store_true", help="Ray's logs and progress bars")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=WORKFLOW_SET_HELP)
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                               "class, VALUE read as JSON else as a string, e.g. length_filter.min_chars=100 "
                               "(repeatable)")
     filters.add_argument("--address", help="an existing Ray cluster (default: embedded local Ray)")
-    filters.add_argument("--resume", action="store_true")
+    filters.add_argument("--resume", action="store_true", help=RESUME_HELP)
     filters.add_argument("--num-cpus", type=int)
     filters.add_argument("--verbose", action="store_true")
 
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     dedup.add_argument("--seed", type=int, default=1)
     dedup.add_argument("--score-column", help="keep the highest-scoring document of each cluster")
     dedup.add_argument("--address")
-    dedup.add_argument("--resume", action="store_true")
+    dedup.add_argument("--resume", action="store_true", help=RESUME_HELP)
     dedup.add_argument("--num-cpus", type=int)
     dedup.add_argument("--verbose", action="store_true")
 
@@ -93,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("pipeline")
     submit.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
     submit.add_argument("-o", "--output", help="output directory as seen from the cluster")
-    submit.add_argument("--resume", action="store_true")
+    submit.add_argument("--resume", action="store_true", help=RESUME_HELP)
     submit.add_argument("--wait", action="store_true", help="wait for the job to end and print its logs")
     submit.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="with --wait: stop waiting after SECONDS (default: no limit); the job is left running, "

@@ -101,7 +101,7 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
 
     write_html_report(out, out / "report.html")
     summary = {"size": size, "seeds": list(chosen), "output": str(out), "seconds": times, "students": [r["name"] for r in rows],
-               "report": str(out / "report.html")}
+               "precision": _precisions(runs), "report": str(out / "report.html")}
     (out / "flagship.json").write_text(json.dumps(summary, indent=1))
     print(f"report: {out / 'report.html'}")
     return summary
@@ -109,3 +109,13 @@ def workflow(output: str | None = None, address: str | None = None, resume: bool
 
 if __name__ == "__main__":
     workflow()
+
+
+def _precisions(runs: list[Path]) -> dict[str, str | None]:
+    """Which precision each student trained in (its config.json; why, and the CPU's features, are there)."""
+    found = {}
+    for run in runs:
+        config = Path(run) / "config.json"
+        found[Path(run).name] = (json.loads(config.read_text()).get("precision") or {}).get("resolved") \
+            if config.is_file() else None
+    return found

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from curricula.ray_session import RayOptions, ray_session
 from operators.fileio import staged_folder, write_json_atomic
 from operators.fingerprint import fingerprint_files
 from pipelines.dsl import Pipeline, Stage
@@ -31,7 +32,6 @@ from pipelines.io import parquet_rows, validate_inputs
 from pipelines.manifest import (MANIFEST, chain_hashes, check_accounting, content_fingerprints, library_versions, now,
                                 read_json, read_manifest)
 from pipelines.near_dedup import frequent_lines, near_dedup_plan
-from curricula.ray_session import RayOptions, ray_session
 
 CHECKPOINTS, CLUSTERS, REJECTED, SUCCESS = "_checkpoints", "_clusters", "_rejected", "_SUCCESS.json"
 LSH_INDEX = "_lsh_index"

@@ -34,7 +34,7 @@ from operators.fingerprint import dataset_fingerprint, fingerprint
 from pipelines.io import list_parquet_files
 from students.checkpoint import latest_checkpoint, resume_mismatch
 from students.model import ModelConfig
-from students.train import TrainConfig, train
+from students.train import TrainConfig, resolved_config, train
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def resume_run(run_dir: Path, model: ModelConfig, cfg: TrainConfig, data_fp: str
     last = latest_checkpoint(run_dir) if resume else None
     if last is None:
         return False
-    mismatch = resume_mismatch(last, model.to_dict(), dataclasses.asdict(cfg), data_fp)
+    mismatch = resume_mismatch(last, model.to_dict(), resolved_config(cfg), data_fp)  # auto precision resolved
     if mismatch:
         print(f"{run_dir.name}: retraining from scratch ({mismatch})", flush=True)
     return mismatch is None

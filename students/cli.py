@@ -24,7 +24,7 @@ SET_FIELDS = {
     "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden", "vocab_size", "rope_theta", "alibi",
               "tie_embeddings", "n_experts", "top_k", "capacity_factor", "aux_loss_coef"),
     "train": ("steps", "lr", "min_lr_ratio", "warmup_steps", "schedule", "decay_fraction", "weight_decay",
-              "grad_clip", "grad_accum", "checkpoint_every", "seed", "device", "compile"),
+              "grad_clip", "grad_accum", "checkpoint_every", "seed", "device", "precision", "compile"),
     "data": ("path", "batch_size", "seq_len", "seed"),
 }
 SET_HELP = ("override a config field: SECTION.FIELD=VALUE, VALUE read as JSON else as a string; "

@@ -1,7 +1,14 @@
 """The training loop: one function, ``train``, for a single process or one worker of a DDP group.
 
 AdamW (no weight decay on norms), linear warmup then cosine or warmup-stable-decay (WSD), gradient
-clipping and accumulation, bf16 autocast on CUDA and fp32 on the CPU, optional ``torch.compile``. It consumes
+clipping and accumulation, optional ``torch.compile``. Precision (``TrainConfig.precision``: auto | fp32 | bf16)
+is resolved once per run by ``operators.hardware.resolve_precision``: auto is bf16 on a CUDA GPU that supports it
+and on a CPU with native bf16 matmuls (AMX-BF16 or AVX512-BF16), else fp32. bf16 runs the forward pass under
+``torch.autocast(device, bfloat16)`` on the CPU as on CUDA: matmuls and attention compute in bf16 while the
+master weights, their gradients and AdamW's states stay fp32 (autocast casts per op; parameters are never
+converted), and the norms and the fused loss (students/fused_ce.py) accumulate in fp32. The resolved precision,
+why it was chosen and the CPU's features are written to ``config.json``; every metrics line names the precision;
+a resume compares the resolved precision (a run trained in bf16 never continues in fp32). It consumes
 any ``curricula.batch.TokenStream``; a ``FeedbackStream`` receives the mean loss per domain after each step.
 Batches whose ``meta`` carries the teacher's ``topk_ids``/``topk_logprobs`` add the distillation KL
 (students/distill.py). MoE models add their auxiliary losses and log per-expert loads.
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 
 from curricula.batch import FeedbackStream, TokenStream
+from operators.hardware import check_precision, cpu_features, precision_reason, resolve_precision
 from students.checkpoint import (clear_checkpoints, latest_checkpoint, load_checkpoint, resumable_checkpoint,
                                  save_checkpoint)
 from students.distill import distill_loss
@@ -51,6 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
+    precision: str = "auto"           # auto | fp32 | bf16 (operators/hardware.py resolve_precision)
     compile: bool = False
     distill_alpha: float = 1.0
     distill_temperature: float = 1.0
@@ -72,6 +81,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        try:
+            check_precision(self.precision, "train.precision")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -112,6 +125,29 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolved_config(cfg: TrainConfig, device: torch.device | str | None = None) -> dict[str, Any]:
+    """The training config as a run records and compares it: ``precision`` resolved ("auto" -> fp32 | bf16 on
+    ``device``, default ``cfg.device``), so a resume on a machine where auto means something else is refused."""
+    device = pick_device(cfg.device) if device is None else device
+    try:
+        return {**asdict(cfg), "precision": resolve_precision(cfg.precision, device, "train.precision")}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def precision_record(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """What config.json says about precision: requested, resolved, why, and the CPU's features."""
+    resolved = resolve_precision(cfg.precision, device, "train.precision")
+    if cfg.precision != "auto":
+        why = "requested explicitly (train.precision)"
+    elif device.type == "cuda":
+        why = f"CUDA device {'supports' if resolved == 'bf16' else 'does not support'} bf16"
+    else:
+        why = precision_reason()
+    return {"requested": cfg.precision, "resolved": resolved, "device": device.type, "why": why,
+            "cpu": cpu_features().to_dict()}
+
+
 def load_cv(counts: torch.Tensor) -> float:
     """Coefficient of variation (std / mean) of expert loads, averaged over layers: 0 is perfect balance."""
     c = counts.float()
@@ -146,10 +182,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
     np.random.seed(cfg.seed)
     model = (model or Student(model_cfg)).to(device)
     optimizer = make_optimizer(model, cfg)
+    train_record = resolved_config(cfg, device)  # what config.json, checkpoints and a resume hold
+    precision = precision_record(cfg, device)
     start, last = 0, None
     if init_from is not None:
         load_checkpoint(init_from, model, restore_rng=False)
-    if resume and (last := resumable_checkpoint(run_dir, model_cfg.to_dict(), asdict(cfg), data_fingerprint)):
+    if resume and (last := resumable_checkpoint(run_dir, model_cfg.to_dict(), train_record, data_fingerprint)):
         state = load_checkpoint(last, model, optimizer)
         saved = state["stream"]
         stream.load_state_dict(saved["per_rank"][rank] if isinstance(saved, dict) and "per_rank" in saved else saved)
@@ -158,7 +196,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         if start == 0:
             clear_checkpoints(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": asdict(cfg),
+        (run_dir / "config.json").write_text(json.dumps({"model": model_cfg.to_dict(), "train": train_record,
+                                                         "precision": precision,
                                                          "data_fingerprint": data_fingerprint}, indent=1))
         _truncate_metrics(run_dir / "metrics.jsonl", start)
     compute = model
@@ -167,7 +206,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         compute = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         compute = torch.compile(compute)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision["resolved"] == "bf16" \
         else contextlib.nullcontext
     feedback = isinstance(stream, FeedbackStream)
     batches = iter(stream)
@@ -242,7 +281,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                                   "tokens": tokens, "tokens_per_s": tokens / seconds, "domain_loss": domain_loss,
-                                  **extra}
+                                  "precision": precision["resolved"], **extra}
         if counts is not None:
             record["expert_counts"] = counts.tolist()
             record["expert_load_cv"] = load_cv(counts)
@@ -260,7 +299,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, stream: TokenStream, run_dir
                 progress.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tokens / seconds:,.0f}")
             if saving:
                 last = save_checkpoint(run_dir, step + 1, model, optimizer, stream_state,
-                                       {"model": model_cfg.to_dict(), "train": asdict(cfg), "metrics": record,
+                                       {"model": model_cfg.to_dict(), "train": train_record, "metrics": record,
                                         "data_fingerprint": data_fingerprint})
     if progress is not None:
         progress.close()

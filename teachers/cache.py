@@ -3,8 +3,8 @@
 The key is a hash of the model and its revision, the task, the prompt template version, the rendered prompt,
 the sampling parameters and the seed (part of the sampling parameters). For a local model folder the revision
 is a fingerprint of the folder's bytes (``Teacher.resolved_revision``), never its name or file sizes; any
-further identity fields an engine reports (an HTTP server's served model id, its fingerprint) are part of the
-key too. One JSON file per response, written
+further identity fields an engine reports (the in-process engine's resolved dtype, an HTTP server's served model
+id and its fingerprint) are part of the key too. One JSON file per response, written
 atomically (temporary name, then rename) under ``ROOT/ab/abcdef....json``: a killed run leaves whole entries
 only, several actors (or machines on shared storage) may write at once, and a rerun asks the engine only for
 the prompts whose entry is missing. Failed responses are not cached (a later run retries them).

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # CPU defaults measured in benchmarks/teacher_throughput.py (see benchmarks/RESULTS.md).
-CPU_DTYPE = "float32"
+# dtype "auto": on the CPU, from its features (operators/hardware.py cpu_precision): bfloat16 with AMX-BF16 or
+# AVX512-BF16, else float32 (on an AVX2 CPU fp32 is the faster one: ENVIRONMENT.md); on GPUs bfloat16.
+CPU_DTYPE = "auto"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 CPU_KV_CACHE_GIB = 3  # VLLM_CPU_KVCACHE_SPACE: 1 GiB queued 256 prompts (110 vs 145 tokens/s, benchmarks/RESULTS.md)
 MAX_TOP_K = 20  # vLLM's default max_logprobs
 
@@ -103,7 +106,7 @@ class Teacher:
     revision: str | None = None     # None: for a local folder, a hash of its config and weight files
     tokenizer: str | None = None    # local folder with the chat template (vllm: defaults to ``model``)
     # vllm engine
-    dtype: str = CPU_DTYPE
+    dtype: str = CPU_DTYPE          # auto | float32 | bfloat16 | float16; ``resolved_dtype`` is what runs
     max_model_len: int = 2048
     tensor_parallel_size: int = 1
     gpus_per_replica: float = 0.0   # GPUs one replica declares to Ray (>= tensor_parallel_size on GPUs)
@@ -135,6 +138,8 @@ class Teacher:
             from teachers.http import check_endpoint  # no key to a host it was not given for, before any request
 
             check_endpoint(self)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Teacher.dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.engine == "vllm" and not Path(self.model).is_dir():
             raise ValueError(f"Teacher.model: {self.model!r} is not a local Hugging Face folder")
         for name in ("tensor_parallel_size", "replicas", "concurrency", "max_model_len", "max_num_seqs"):
@@ -171,8 +176,16 @@ class Teacher:
         server for when it generates, not when a run is planned)."""
         return self.resolved_revision() if self.engine == "vllm" else None
 
+    def resolved_dtype(self) -> str:
+        """The dtype the vLLM engine runs: ``dtype`` unless "auto" (``resolve_dtype``)."""
+        return resolve_dtype(self.dtype, gpu=self.gpus_per_replica > 0)
+
     def identity(self) -> dict[str, str]:
-        return {"model": self.name, "revision": self.resolved_revision()}
+        """Model, revision and, for the in-process engine, the dtype it computes in: another dtype gives other
+        answers, so it is part of every response-cache key (an HTTP server's dtype is its own identity)."""
+        if self.engine != "vllm":
+            return {"model": self.name, "revision": self.resolved_revision()}
+        return {"model": self.name, "revision": self.resolved_revision(), "dtype": self.resolved_dtype()}
 
     def build(self) -> Engine:
         if self.engine == "openai":
@@ -180,6 +193,20 @@ class Teacher:
 
             return OpenAIEngine(self)
         return VLLMEngine(self)
+
+
+def resolve_dtype(dtype: str, gpu: bool = False, features=None) -> str:
+    """vLLM's dtype for a requested one: explicit values pass through; "auto" is bfloat16 on GPUs and, on the
+    CPU, ``operators.hardware.cpu_precision(features)`` (default: this machine's) as bfloat16 or float32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"Teacher.dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if gpu:
+        return "bfloat16"
+    from operators.hardware import cpu_precision, precision_dtype_name  # here: operators takes ~1 s to import
+
+    return precision_dtype_name(cpu_precision(features))
 
 
 class Engine:
@@ -235,7 +262,8 @@ def top_k(position: dict | None, k: int) -> list | None:
 
 
 class VLLMEngine(Engine):
-    """``vllm.LLM`` in this process. On a CPU: fp32, eager mode and a small KV cache (``Teacher`` defaults)."""
+    """``vllm.LLM`` in this process. On a CPU: the dtype its features call for (``resolve_dtype``) and a small KV
+    cache (``Teacher`` defaults)."""
 
     def __init__(self, teacher: Teacher) -> None:
         super().__init__(teacher)
@@ -251,7 +279,7 @@ class VLLMEngine(Engine):
         whole_prefill = dict(enable_chunked_prefill=False,
                              max_num_batched_tokens=max(teacher.max_model_len, 8192)) if current_platform.is_cpu() else {}
         self.llm = LLM(model=teacher.model, tokenizer=teacher.tokenizer or teacher.model, revision=teacher.revision,
-                       dtype=teacher.dtype, max_model_len=teacher.max_model_len,
+                       dtype=teacher.resolved_dtype(), max_model_len=teacher.max_model_len,
                        tensor_parallel_size=teacher.tensor_parallel_size, enforce_eager=teacher.enforce_eager,
                        max_num_seqs=teacher.max_num_seqs, max_logprobs=MAX_TOP_K, seed=0, **whole_prefill)
         self.tokenizer = self.llm.get_tokenizer()

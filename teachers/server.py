@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from teachers.engines import CPU_DTYPE, CPU_KV_CACHE_GIB
+from teachers.engines import CPU_DTYPE, CPU_KV_CACHE_GIB, resolve_dtype
 from teachers.http import SERVE_KEY_ENV, opener
 
 
@@ -85,7 +85,7 @@ def start_server(model: str | Path, log: str | Path, port: int | None = None, se
     env.pop("VLLM_API_KEY", None)
     if key:
         env["VLLM_API_KEY"] = key
-    command = server_command(model, host, port, served_name, max_model_len, dtype, max_num_seqs)
+    command = server_command(model, host, port, served_name, max_model_len, resolve_dtype(dtype), max_num_seqs)
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:

@@ -16,6 +16,10 @@ from curricula.ray_session import LOOPBACK, configure_local_environment
 configure_local_environment()  # loopback + token auth, before anything imports Ray
 
 REPO = Path(__file__).resolve().parents[1]
+# The key the test teacher server (tests/test_teachers_vllm.py) demands. The shared Ray's workers get it in
+# their environment, as a user's exported DISTILLERY_TEACHER_API_KEY reaches the embedded Ray they start; the
+# test process itself does not, so the in-process key tests (tests/test_teachers_http.py) set their own.
+TEACHER_KEY = "sk-distillery-real-server-91b2c3"
 SAMPLE = REPO / "data" / "sample"
 
 
@@ -28,7 +32,7 @@ def ray_local():
     python_path = os.pathsep.join([str(REPO / "tests"), str(REPO)])
     ray.init(num_cpus=2, object_store_memory=1024**3, include_dashboard=False, _node_ip_address=LOOPBACK,
              logging_level=logging.WARNING, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+             runtime_env={"env_vars": {"PYTHONPATH": python_path, "DISTILLERY_TEACHER_API_KEY": TEACHER_KEY}})
     yield ray
     ray.shutdown()
 

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write_docs
+from conftest import TEACHER_KEY, write_docs
 from teachers.engines import Sampling, Teacher
 
 pytestmark = pytest.mark.slow
-KEY = "sk-distillery-real-server-91b2c3"
+KEY = TEACHER_KEY  # the Ray workers have it in their environment (conftest.ray_local)
 DOCS = [
     {"id": "w1", "source": "web", "text": "The Rhine is a river that flows from the Swiss Alps to the North Sea. "
                                           "It passes through Switzerland, Germany and the Netherlands."},
@@ -134,7 +134,7 @@ def test_pipeline_on_the_real_server_with_judge_and_dedup(teacher, tmp_path, ray
 
     docs = write_docs(tmp_path / "docs", DOCS + [{**DOCS[0], "id": "w1-copy"}])  # a duplicate source
     manifest = (Pipeline("synth").read_parquet(str(docs))
-                .generate(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), sampling=Sampling(max_tokens=64)))
+                .generate(GroundedQA(teacher=teacher, cache_dir=str(tmp_path / "cache"), sampling=Sampling(max_tokens=256)))
                 .filter(LengthFilter(min_chars=20), JudgeScore(teacher=teacher, cache_dir=str(tmp_path / "cache"),
                                                                threshold=1))
                 .dedup(MinHashDedup(threshold=0.7))
@@ -142,7 +142,11 @@ def test_pipeline_on_the_real_server_with_judge_and_dedup(teacher, tmp_path, ray
     assert manifest["accounting"] is not None and manifest["status"] == "complete"
     stages = {s["name"]: s for s in manifest["stages"]}
     assert stages["grounded_qa"]["rows_in"] == 4
+    # The workers reached the server with the key: some answers came back (a 401 would reject every row).
+    qa = stages["grounded_qa"]
+    assert qa["rows_out"] > 0, (qa["rows_out"], qa["rows_rejected"], qa["reject_reasons"])
     out = pq.read_table(tmp_path / "out").to_pylist()
+    assert out
     ids = {r["id"] for r in out}
     # Greedy answers to the same document are identical: the copy's pair is a duplicate (when it was kept).
     assert not {"grounded_qa:w1", "grounded_qa:w1-copy"} <= ids
